@@ -1,0 +1,74 @@
+"""Chunking by tokens of the embedding model's own tokenizer, with overlap."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+
+from retrieval.store import Chunk
+
+PAGE_SEPARATOR = "\n\n"
+_BREAK_CHARS = ".!?。？！\n"
+
+
+def join_pages(pages: list[str]) -> tuple[str, list[int]]:
+    """The document's text and the character offset where each page starts."""
+    starts: list[int] = []
+    parts: list[str] = []
+    offset = 0
+    for page in pages:
+        starts.append(offset)
+        parts.append(page)
+        offset += len(page) + len(PAGE_SEPARATOR)
+    return PAGE_SEPARATOR.join(parts), starts
+
+
+def chunk_document(
+    pages: list[str],
+    token_spans: Callable[[str], list[tuple[int, int]]],
+    *,
+    chunk_tokens: int,
+    overlap: int,
+) -> list[Chunk]:
+    """Split a document into windows of `chunk_tokens` tokens overlapping by `overlap`.
+
+    A window ends at a sentence or line break in its last quarter when there is one,
+    so chunks rarely cut a sentence in half. Pages are 1-based in the result.
+    """
+    if overlap >= chunk_tokens:
+        raise ValueError("chunk overlap must be smaller than the chunk size")
+    text, page_starts = join_pages(pages)
+    spans = [s for s in token_spans(text) if s[1] > s[0]]
+    chunks: list[Chunk] = []
+    start = 0
+    while start < len(spans):
+        end = min(start + chunk_tokens, len(spans))
+        if end < len(spans):
+            end = _snap_end(text, spans, start, end)
+        char_start, char_end = spans[start][0], spans[end - 1][1]
+        body = text[char_start:char_end].strip()
+        if body:
+            chunks.append(
+                Chunk(
+                    ordinal=len(chunks),
+                    page_start=bisect.bisect_right(page_starts, char_start),
+                    page_end=bisect.bisect_right(page_starts, char_end - 1),
+                    char_start=char_start,
+                    char_end=char_end,
+                    text=body,
+                )
+            )
+        if end >= len(spans):
+            break
+        start = max(end - overlap, start + 1)
+    return chunks
+
+
+def _snap_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:
+    floor = start + (end - start) * 3 // 4
+    for i in range(end, floor, -1):
+        last_char = text[spans[i - 1][1] - 1]
+        following = text[spans[i - 1][1] : spans[i][0]]
+        if last_char in _BREAK_CHARS or "\n" in following:
+            return i
+    return end

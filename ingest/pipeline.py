@@ -1,0 +1,281 @@
+"""The ingest: discover PDFs, extract in worker processes, chunk, embed, publish a version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import numpy as np
+import structlog
+
+from retrieval.embedder import Embedder
+from retrieval.index import IndexWriter, ingest_lock
+from retrieval.store import Chunk, Document, DocumentRow, document_title
+
+from .chunk import chunk_document
+from .extract import ExtractResult
+from .pool import ExtractPool
+
+log = structlog.get_logger(__name__)
+
+Outcome = Literal["ingested", "unchanged", "skipped", "failed", "removed"]
+
+
+class IngestOptions(msgspec.Struct, frozen=True):
+    index_dir: Path
+    paths: list[Path]
+    root: Path | None = None
+    prune: bool = False
+    workers: int = max(1, os.cpu_count() or 1)
+    timeout_s: float = 120.0
+    memory_limit_mb: int = 2048
+    chunk_tokens: int = 200
+    chunk_overlap: int = 40
+    embed_batch_chunks: int = 256
+    progress: bool = False
+
+
+class FileReport(msgspec.Struct, frozen=True, omit_defaults=True):
+    path: str
+    status: Outcome
+    reason: str = ""
+    pages: int = 0
+    chunks: int = 0
+
+
+class IngestSummary(msgspec.Struct):
+    index_dir: str
+    version: str | None = None
+    published: bool = False
+    ingested: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    removed: int = 0
+    pages: int = 0
+    chunks: int = 0
+    reextracted_pages: int = 0
+    garbled_pages: int = 0
+    empty_pages: int = 0
+    seconds: float = 0.0
+    problems: list[FileReport] = []
+
+
+class _Candidate(msgspec.Struct):
+    rel: str
+    path: Path
+    size: int
+    mtime_ns: int
+    sha256: str = ""
+
+
+class CorpusError(Exception):
+    """A path given to the ingest does not exist or is unusable."""
+
+
+def discover(paths: list[Path], root: Path | None) -> tuple[Path, list[_Candidate], list[FileReport]]:
+    """PDFs under `paths`, with paths relative to the corpus root. Never leaves the root."""
+    resolved = []
+    for p in paths:
+        if not p.exists():
+            raise CorpusError(f"no such file or directory: {p}")
+        resolved.append(p.resolve())
+    if root is None:
+        dirs = [p if p.is_dir() else p.parent for p in resolved]
+        root = Path(os.path.commonpath(dirs))
+    root = root.resolve()
+    found: dict[str, _Candidate] = {}
+    problems: list[FileReport] = []
+
+    def consider(file: Path, explicit: bool) -> None:
+        if not explicit and file.suffix.lower() != ".pdf":
+            return
+        real = file.resolve()
+        if not real.is_relative_to(root):
+            rel = os.path.relpath(file, root)
+            problems.append(FileReport(rel, "skipped", "outside the corpus root (symlink?)"))
+            return
+        if not real.is_file():
+            return
+        rel = real.relative_to(root).as_posix()
+        st = real.stat()
+        found.setdefault(rel, _Candidate(rel, real, st.st_size, st.st_mtime_ns))
+
+    for p in resolved:
+        if p.is_file():
+            consider(p, explicit=True)
+            continue
+        for dirpath, dirnames, filenames in os.walk(p, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                consider(Path(dirpath) / name, explicit=False)
+    return root, sorted(found.values(), key=lambda c: c.rel), problems
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Batch:
+    """Extracted documents waiting for one embedding call, so batches stay full."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[_Candidate, int, list[Chunk]]] = []
+        self.size = 0
+
+    def add(self, cand: _Candidate, pages: int, chunks: list[Chunk]) -> None:
+        self.items.append((cand, pages, chunks))
+        self.size += len(chunks)
+
+
+def run_ingest(
+    options: IngestOptions,
+    embedder: Embedder,
+    *,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> IngestSummary:
+    """Bring the index up to date with the files under `options.paths`."""
+    started = time.perf_counter()
+    summary = IngestSummary(index_dir=str(options.index_dir))
+    root, candidates, problems = discover(options.paths, options.root)
+    for report in problems:
+        _record(summary, report, on_file)
+    with ingest_lock(options.index_dir):
+        writer = IndexWriter(
+            options.index_dir, embedding_model=embedder.model_id, dim=lambda: embedder.dim,
+            chunk_tokens=options.chunk_tokens, chunk_overlap=options.chunk_overlap,
+        )
+        try:
+            _apply(options, embedder, writer, candidates, summary, on_file)
+            if writer.changed:
+                manifest = writer.publish()
+                summary.version, summary.published = manifest.version, True
+            else:
+                writer.abort()
+                summary.version = writer.base
+        except BaseException:
+            writer.abort()
+            raise
+    summary.seconds = round(time.perf_counter() - started, 3)
+    log.info("ingest.done", root=str(root), **{k: v for k, v in msgspec.structs.asdict(
+        summary).items() if k != "problems"})
+    return summary
+
+
+def _record(summary: IngestSummary, report: FileReport, on_file) -> None:
+    if report.status == "ingested":
+        summary.ingested += 1
+        summary.pages += report.pages
+        summary.chunks += report.chunks
+    elif report.status == "unchanged":
+        summary.unchanged += 1
+    elif report.status == "removed":
+        summary.removed += 1
+    else:
+        setattr(summary, report.status, getattr(summary, report.status) + 1)
+        summary.problems.append(report)
+    if on_file is not None:
+        on_file(report)
+
+
+def _apply(options, embedder: Embedder, writer: IndexWriter, candidates: list[_Candidate],
+           summary: IngestSummary, on_file) -> None:
+    existing: dict[str, DocumentRow] = {d.path: d for d in writer.store.documents()}
+    skipped = writer.store.skipped()
+    todo: list[_Candidate] = []
+    for cand in candidates:
+        known_bad = skipped.get(cand.rel)
+        if known_bad is not None and known_bad[:2] == (cand.size, cand.mtime_ns):
+            status = "failed" if known_bad[2] == "failed" else "skipped"
+            reason = known_bad[3] + " (file unchanged since the last ingest)"
+            _record(summary, FileReport(cand.rel, status, reason), on_file)
+            continue
+        old = existing.get(cand.rel)
+        if old is not None and old.size == cand.size and old.mtime_ns == cand.mtime_ns:
+            _record(summary, FileReport(cand.rel, "unchanged"), on_file)
+            continue
+        cand.sha256 = sha256_file(cand.path)
+        if old is not None and old.sha256 == cand.sha256:
+            writer.touch_document(cand.rel, str(cand.path), cand.mtime_ns)
+            _record(summary, FileReport(cand.rel, "unchanged"), on_file)
+            continue
+        todo.append(cand)
+
+    by_path = {str(c.path): c for c in todo}
+    batch = _Batch()
+    progress = _progress(options.progress, len(todo))
+    with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb) as pool:
+        for path, result in pool.imap_unordered(list(by_path)):
+            cand = by_path[path]
+            _account_pages(summary, result)
+            if result.status != "ok":
+                note = " (the previously indexed version is kept)" if cand.rel in existing else ""
+                writer.set_skipped(cand.rel, cand.size, cand.mtime_ns, result.status, result.reason)
+                _record(summary, FileReport(cand.rel, result.status, result.reason + note), on_file)
+            else:
+                chunks = chunk_document(
+                    result.pages, embedder.token_spans,
+                    chunk_tokens=options.chunk_tokens, overlap=options.chunk_overlap,
+                )
+                batch.add(cand, len(result.pages), chunks)
+                if batch.size >= options.embed_batch_chunks:
+                    _flush(batch, embedder, writer, existing, summary, on_file)
+                    batch = _Batch()
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(pages=summary.pages + summary.empty_pages, refresh=False)
+        _flush(batch, embedder, writer, existing, summary, on_file)
+    if progress is not None:
+        progress.close()
+
+    if options.prune:
+        present = {c.rel for c in candidates}
+        for path in skipped:
+            if path not in present:
+                writer.clear_skipped(path)
+        for doc in existing.values():
+            if doc.path not in present and not Path(doc.source).exists():
+                writer.remove_document(doc.path)
+                _record(summary, FileReport(doc.path, "removed", "file is gone"), on_file)
+
+
+def _account_pages(summary: IngestSummary, result: ExtractResult) -> None:
+    summary.reextracted_pages += result.reextracted_pages
+    summary.garbled_pages += result.garbled_pages
+    summary.empty_pages += result.empty_pages
+
+
+def _flush(batch: _Batch, embedder: Embedder, writer: IndexWriter,
+           existing: dict[str, DocumentRow], summary: IngestSummary, on_file) -> None:
+    if not batch.items:
+        return
+    texts = [document_title(cand.rel) + "\n" + c.text for cand, _, chunks in batch.items for c in chunks]
+    vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim), np.float32)
+    offset = 0
+    for cand, pages, chunks in batch.items:
+        if cand.rel in existing:
+            writer.remove_document(cand.rel)
+        writer.clear_skipped(cand.rel)
+        doc = Document(cand.rel, str(cand.path), cand.sha256, cand.size, cand.mtime_ns, pages)
+        writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
+        offset += len(chunks)
+        _record(summary, FileReport(cand.rel, "ingested", pages=pages, chunks=len(chunks)), on_file)
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True,
+                desc="ingest", smoothing=0.1)

@@ -1,0 +1,122 @@
+"""A process pool for PDF extraction that survives workers which hang or die.
+
+concurrent.futures cannot kill one stuck task, and one dead worker breaks the whole
+ProcessPoolExecutor. Here every worker has its own pipe and deadline: a worker past
+its deadline is killed and replaced, a dead one is replaced, and its file is
+reported as failed while the others carry on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection, wait
+
+import structlog
+
+from .extract import ExtractResult, extract_pdf
+
+log = structlog.get_logger(__name__)
+
+
+def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
+    if memory_limit_mb > 0:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    while True:
+        try:
+            path = conn.recv()
+        except EOFError:
+            return
+        if path is None:
+            return
+        conn.send(extract_pdf(path))
+
+
+class _Worker:
+    def __init__(self, ctx, memory_limit_mb: int) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb), daemon=True)
+        self.proc.start()
+        child.close()
+        self.task: str | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class ExtractPool:
+    """Extract PDFs in `workers` processes, each file limited to `timeout_s` seconds."""
+
+    def __init__(self, workers: int, timeout_s: float, memory_limit_mb: int = 2048) -> None:
+        self.workers = max(1, workers)
+        self.timeout_s = timeout_s
+        self.memory_limit_mb = memory_limit_mb
+        # spawn: the parent holds torch and its threads, which must not be forked.
+        self._ctx = mp.get_context("spawn")
+        self._pool: list[_Worker] = []
+
+    def __enter__(self) -> ExtractPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._pool:
+            w.kill()
+        self._pool.clear()
+
+    def imap_unordered(self, paths: Iterable[str]) -> Iterator[tuple[str, ExtractResult]]:
+        todo = deque(paths)
+        while len(self._pool) < min(self.workers, len(todo)):
+            self._pool.append(_Worker(self._ctx, self.memory_limit_mb))
+        busy: dict[Connection, _Worker] = {}
+        while todo or busy:
+            for w in self._pool:
+                if w.task is None and todo:
+                    w.task = todo.popleft()
+                    w.deadline = time.monotonic() + self.timeout_s
+                    w.conn.send(w.task)
+                    busy[w.conn] = w
+            timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
+            ready = wait(list(busy), timeout=timeout)
+            for conn in ready:
+                w = busy.pop(conn)  # type: ignore[arg-type]
+                path, w.task = w.task, None
+                assert path is not None
+                try:
+                    result = w.conn.recv()
+                except (EOFError, OSError):
+                    w.proc.join(timeout=1)
+                    code = w.proc.exitcode
+                    result = ExtractResult(
+                        status="failed", reason=f"extractor process died (exit code {code})"
+                    )
+                    self._replace(w)
+                yield path, result
+            now = time.monotonic()
+            for conn, w in list(busy.items()):
+                if w.deadline <= now and conn not in ready:
+                    del busy[conn]
+                    path, w.task = w.task, None
+                    assert path is not None
+                    log.warning("ingest.timeout", path=path, seconds=self.timeout_s)
+                    self._replace(w)
+                    yield path, ExtractResult(
+                        status="failed", reason=f"timed out after {self.timeout_s:g} s"
+                    )
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        index = self._pool.index(worker)
+        self._pool[index] = _Worker(self._ctx, self.memory_limit_mb)

