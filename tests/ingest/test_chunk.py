@@ -1,0 +1,40 @@
+import re
+
+import pytest
+
+from ingest.chunk import chunk_document, join_pages
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """A fake tokenizer: one token per word."""
+    return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+def test_chunks_overlap_and_keep_pages_and_offsets():
+    pages = [" ".join(f"a{i}" for i in range(30)), " ".join(f"b{i}" for i in range(30))]
+    chunks = chunk_document(pages, word_spans, chunk_tokens=20, overlap=5)
+    text, _ = join_pages(pages)
+    assert chunks[0].page_start == 1 and chunks[-1].page_end == 2
+    assert any(c.page_start == 1 and c.page_end == 2 for c in chunks)
+    for c in chunks:
+        assert text[c.char_start : c.char_end].strip() == c.text
+        assert len(c.text.split()) <= 20
+    # neighbours share `overlap` tokens
+    first, second = chunks[0].text.split(), chunks[1].text.split()
+    assert first[-5:] == second[:5]
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+
+
+def test_chunks_prefer_sentence_ends():
+    sentence = "one two three four five six seven eight nine ten."
+    chunks = chunk_document([" ".join([sentence] * 5)], word_spans, chunk_tokens=24, overlap=4)
+    assert chunks[0].text.endswith("ten.")
+
+
+def test_overlap_must_be_smaller_than_chunk():
+    with pytest.raises(ValueError):
+        chunk_document(["x"], word_spans, chunk_tokens=10, overlap=10)
+
+
+def test_empty_document_has_no_chunks():
+    assert chunk_document([""], word_spans, chunk_tokens=10, overlap=2) == []
