@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -98,7 +99,7 @@ def garbage_score(text: str) -> float:
     pairs = 0
     for word in text.split():
         scripts = [_script(c) for c in word if _script(c) in ("hangul", "han")]
-        for a, b in zip(scripts, scripts[1:], strict=False):
+        for a, b in itertools.pairwise(scripts):
             pairs += 1
             switches += a != b
     switch_rate = switches / pairs if pairs >= 8 else 0.0

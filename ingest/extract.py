@@ -138,8 +138,10 @@ def _extract(path: Path) -> ExtractResult:
         if n_pages == 0:
             return _skip("no pages")
         if n_pages > MAX_PAGES:
-            return _skip(f"page tree declares {n_pages} pages, over the limit of {MAX_PAGES} "
-                         "(broken or hostile page tree)")
+            return _skip(
+                f"page tree declares {n_pages} pages, over the limit of {MAX_PAGES} "
+                "(broken or hostile page tree)"
+            )
         result = ExtractResult(status="ok")
         for i in range(n_pages):
             result.pages.append(_page_text(reader, pdfium, i, result))
@@ -147,8 +149,12 @@ def _extract(path: Path) -> ExtractResult:
             reason = "no text layer on any page (scanned images?; OCR is not supported)"
             if result.garbled_pages:
                 reason = f"text on {result.garbled_pages} page(s) is unreadable by both extractors"
-            return ExtractResult(status="skipped", reason=reason, empty_pages=result.empty_pages,
-                                 garbled_pages=result.garbled_pages)
+            return ExtractResult(
+                status="skipped",
+                reason=reason,
+                empty_pages=result.empty_pages,
+                garbled_pages=result.garbled_pages,
+            )
         return result
     finally:
         pdfium.close()

@@ -79,7 +79,9 @@ class CorpusError(Exception):
     """A path given to the ingest does not exist or is unusable."""
 
 
-def discover(paths: list[Path], root: Path | None) -> tuple[Path, list[_Candidate], list[FileReport]]:
+def discover(
+    paths: list[Path], root: Path | None
+) -> tuple[Path, list[_Candidate], list[FileReport]]:
     """PDFs under `paths`, with paths relative to the corpus root. Never leaves the root."""
     resolved = []
     for p in paths:
@@ -152,8 +154,11 @@ def run_ingest(
         _record(summary, report, on_file)
     with ingest_lock(options.index_dir):
         writer = IndexWriter(
-            options.index_dir, embedding_model=embedder.model_id, dim=lambda: embedder.dim,
-            chunk_tokens=options.chunk_tokens, chunk_overlap=options.chunk_overlap,
+            options.index_dir,
+            embedding_model=embedder.model_id,
+            dim=lambda: embedder.dim,
+            chunk_tokens=options.chunk_tokens,
+            chunk_overlap=options.chunk_overlap,
         )
         try:
             _apply(options, embedder, writer, candidates, summary, on_file)
@@ -167,8 +172,11 @@ def run_ingest(
             writer.abort()
             raise
     summary.seconds = round(time.perf_counter() - started, 3)
-    log.info("ingest.done", root=str(root), **{k: v for k, v in msgspec.structs.asdict(
-        summary).items() if k != "problems"})
+    log.info(
+        "ingest.done",
+        root=str(root),
+        **{k: v for k, v in msgspec.structs.asdict(summary).items() if k != "problems"},
+    )
     return summary
 
 
@@ -188,8 +196,14 @@ def _record(summary: IngestSummary, report: FileReport, on_file) -> None:
         on_file(report)
 
 
-def _apply(options, embedder: Embedder, writer: IndexWriter, candidates: list[_Candidate],
-           summary: IngestSummary, on_file) -> None:
+def _apply(
+    options,
+    embedder: Embedder,
+    writer: IndexWriter,
+    candidates: list[_Candidate],
+    summary: IngestSummary,
+    on_file,
+) -> None:
     existing: dict[str, DocumentRow] = {d.path: d for d in writer.store.documents()}
     skipped = writer.store.skipped()
     todo: list[_Candidate] = []
@@ -224,8 +238,10 @@ def _apply(options, embedder: Embedder, writer: IndexWriter, candidates: list[_C
                 _record(summary, FileReport(cand.rel, result.status, result.reason + note), on_file)
             else:
                 chunks = chunk_document(
-                    result.pages, embedder.token_spans,
-                    chunk_tokens=options.chunk_tokens, overlap=options.chunk_overlap,
+                    result.pages,
+                    embedder.token_spans,
+                    chunk_tokens=options.chunk_tokens,
+                    overlap=options.chunk_overlap,
                 )
                 batch.add(cand, len(result.pages), chunks)
                 if batch.size >= options.embed_batch_chunks:
@@ -255,11 +271,19 @@ def _account_pages(summary: IngestSummary, result: ExtractResult) -> None:
     summary.empty_pages += result.empty_pages
 
 
-def _flush(batch: _Batch, embedder: Embedder, writer: IndexWriter,
-           existing: dict[str, DocumentRow], summary: IngestSummary, on_file) -> None:
+def _flush(
+    batch: _Batch,
+    embedder: Embedder,
+    writer: IndexWriter,
+    existing: dict[str, DocumentRow],
+    summary: IngestSummary,
+    on_file,
+) -> None:
     if not batch.items:
         return
-    texts = [document_title(cand.rel) + "\n" + c.text for cand, _, chunks in batch.items for c in chunks]
+    texts = [
+        document_title(cand.rel) + "\n" + c.text for cand, _, chunks in batch.items for c in chunks
+    ]
     vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     offset = 0
     for cand, pages, chunks in batch.items:
@@ -277,5 +301,6 @@ def _progress(enabled: bool, total: int):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="file", file=sys.stderr, dynamic_ncols=True,
-                desc="ingest", smoothing=0.1)
+    return tqdm(
+        total=total, unit="file", file=sys.stderr, dynamic_ncols=True, desc="ingest", smoothing=0.1
+    )

@@ -25,7 +25,9 @@ from .extract import ExtractResult, extract_pdf
 log = structlog.get_logger(__name__)
 
 
-def _worker_main(conn: Connection, memory_limit_mb: int, fn: Callable[[str], ExtractResult]) -> None:
+def _worker_main(
+    conn: Connection, memory_limit_mb: int, fn: Callable[[str], ExtractResult]
+) -> None:
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -44,9 +46,7 @@ def _worker_main(conn: Connection, memory_limit_mb: int, fn: Callable[[str], Ext
 class _Worker:
     def __init__(self, ctx, memory_limit_mb: int, fn: Callable[[str], ExtractResult]) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_worker_main, args=(child, memory_limit_mb, fn), daemon=True
-        )
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb, fn), daemon=True)
         self.proc.start()
         child.close()
         self.task: str | None = None
@@ -77,7 +77,10 @@ class ExtractPool:
     """Extract PDFs in `workers` processes, each file limited to `timeout_s` seconds."""
 
     def __init__(
-        self, workers: int, timeout_s: float, memory_limit_mb: int = 2048,
+        self,
+        workers: int,
+        timeout_s: float,
+        memory_limit_mb: int = 2048,
         fn: Callable[[str], ExtractResult] = extract_pdf,
     ) -> None:
         self.fn = fn  # a module-level function: it travels to the workers by name
@@ -136,8 +139,11 @@ class ExtractPool:
                     assert path is not None
                     log.warning("ingest.timeout", path=path, seconds=self.timeout_s)
                     self._replace(w)
-                    yield path, ExtractResult(
-                        status="failed", reason=f"timed out after {self.timeout_s:g} s"
+                    yield (
+                        path,
+                        ExtractResult(
+                            status="failed", reason=f"timed out after {self.timeout_s:g} s"
+                        ),
                     )
 
     def _replace(self, worker: _Worker) -> None:

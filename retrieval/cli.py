@@ -16,8 +16,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, dest="top_k", help="hits (default %(default)s)")
     p.add_argument("--mode", choices=MODES, default="hybrid", help="default %(default)s")
-    p.add_argument("--document", action="append", default=None, metavar="PATH_OR_GLOB",
-                   help="only these documents (repeatable)")
+    p.add_argument(
+        "--document",
+        action="append",
+        default=None,
+        metavar="PATH_OR_GLOB",
+        help="only these documents (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print hits as JSON")
     add_retrieval_arguments(p)
     p.set_defaults(func=run)

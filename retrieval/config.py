@@ -27,22 +27,29 @@ class RetrievalSettings(msgspec.Struct, frozen=True):
 def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument(
-        "--index", dest="index_dir", type=Path, default=None,
+        "--index",
+        dest="index_dir",
+        type=Path,
+        default=None,
         help="index directory [env RAGSERVE_INDEX_DIR; default "
         "$XDG_DATA_HOME/ragserve/index or ~/.local/share/ragserve/index]",
     )
     parser.add_argument(
-        "--embed-model", default=env("RAGSERVE_EMBED_MODEL", DEFAULT_EMBED_MODEL),
+        "--embed-model",
+        default=env("RAGSERVE_EMBED_MODEL", DEFAULT_EMBED_MODEL),
         help="sentence-transformers model: hub name or local folder "
         "[env RAGSERVE_EMBED_MODEL; default %(default)s]",
     )
     parser.add_argument(
-        "--embed-device", choices=("auto", "cpu", "cuda"),
+        "--embed-device",
+        choices=("auto", "cpu", "cuda"),
         default=env("RAGSERVE_EMBED_DEVICE", "auto"),
         help="device for embeddings [env RAGSERVE_EMBED_DEVICE; default %(default)s]",
     )
     parser.add_argument(
-        "--embed-batch-size", type=int, default=int(env("RAGSERVE_EMBED_BATCH_SIZE", "64")),
+        "--embed-batch-size",
+        type=int,
+        default=int(env("RAGSERVE_EMBED_BATCH_SIZE", "64")),
         help="texts per embedding batch [env RAGSERVE_EMBED_BATCH_SIZE; default %(default)s]",
     )
 

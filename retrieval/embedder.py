@@ -124,8 +124,13 @@ class SentenceTransformerEmbedder:
             # Chunking tokenizes whole documents; the model limit only applies to encode().
             self._tokenizer.model_max_length = 10**9
             self._model = model
-            log.info("embedder.loaded", model=self.model_id, dim=self._dim, device=self.device,
-                     source=source if os.path.isdir(source) else "hub")
+            log.info(
+                "embedder.loaded",
+                model=self.model_id,
+                dim=self._dim,
+                device=self.device,
+                source=source if os.path.isdir(source) else "hub",
+            )
             return model
 
     @property

@@ -110,8 +110,7 @@ def ingest_lock(index_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
             raise IngestLocked(
-                f"another ingest is running on {index_dir} (pid {holder}); "
-                "wait for it to finish"
+                f"another ingest is running on {index_dir} (pid {holder}); wait for it to finish"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -132,8 +131,13 @@ class IndexWriter:
     """Builds the next version from the current one. Use under `ingest_lock`."""
 
     def __init__(
-        self, index_dir: Path, *, embedding_model: str, dim: Callable[[], int],
-        chunk_tokens: int, chunk_overlap: int,
+        self,
+        index_dir: Path,
+        *,
+        embedding_model: str,
+        dim: Callable[[], int],
+        chunk_tokens: int,
+        chunk_overlap: int,
     ) -> None:
         self.index_dir = index_dir
         self.embedding_model = embedding_model
@@ -175,8 +179,10 @@ class IndexWriter:
 
     def add_document(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors) or (len(vectors) and vectors.shape[1] != self.dim):
-            raise IndexCorrupt(f"{len(vectors)} vectors of shape {vectors.shape} for "
-                               f"{len(chunks)} chunks; the index holds dimension {self.dim}")
+            raise IndexCorrupt(
+                f"{len(vectors)} vectors of shape {vectors.shape} for "
+                f"{len(chunks)} chunks; the index holds dimension {self.dim}"
+            )
         ids = self.store.add_document(doc, chunks, time.time())
         self.vectors.add(ids, vectors)
         self.changed = True
@@ -197,9 +203,14 @@ class IndexWriter:
         """Write the version to disk and make it current, atomically."""
         docs = self.store.documents()
         manifest = Manifest(
-            format_version=FORMAT_VERSION, version=self.name, created_at=time.time(),
-            embedding_model=self.embedding_model, dim=self.dim, chunk_tokens=self.chunk_tokens,
-            chunk_overlap=self.chunk_overlap, documents=len(docs),
+            format_version=FORMAT_VERSION,
+            version=self.name,
+            created_at=time.time(),
+            embedding_model=self.embedding_model,
+            dim=self.dim,
+            chunk_tokens=self.chunk_tokens,
+            chunk_overlap=self.chunk_overlap,
+            documents=len(docs),
             chunks=self.store.chunk_count(),
         )
         self.store.set_meta({"manifest": msgspec.json.encode(manifest).decode()})
@@ -231,7 +242,8 @@ class IndexWriter:
     def _gc(self) -> None:
         """Keep the newest versions; readers that still hold an older one keep their fds."""
         versions = sorted(
-            p for p in (self.index_dir / "versions").iterdir()
+            p
+            for p in (self.index_dir / "versions").iterdir()
             if p.is_dir() and not p.name.endswith(".tmp")
         )
         for old in versions[:-KEEP_VERSIONS]:

@@ -106,10 +106,16 @@ class Retriever:
             version = IndexVersion.open_current(self.index_dir)
             if version.manifest.embedding_model != self.embedder.model_id:
                 version.close()
-                raise EmbeddingModelMismatch(version.manifest.embedding_model, self.embedder.model_id)
+                raise EmbeddingModelMismatch(
+                    version.manifest.embedding_model, self.embedder.model_id
+                )
             old, self._version = self._version, version
-            log.info("index.loaded", version=version.name, documents=version.manifest.documents,
-                     chunks=version.manifest.chunks)
+            log.info(
+                "index.loaded",
+                version=version.name,
+                documents=version.manifest.documents,
+                chunks=version.manifest.chunks,
+            )
         # Searches still running on the old version hold their own references.
         del old
         return True
@@ -147,12 +153,23 @@ class Retriever:
         chunks = version.store.chunks(i for i, _ in ranked)
         hits = [
             Hit(
-                chunk_id=i, document=c.document, page=c.page_start, page_end=c.page_end,
-                score=round(score, 6), text=c.text, char_start=c.char_start, char_end=c.char_end,
+                chunk_id=i,
+                document=c.document,
+                page=c.page_start,
+                page_end=c.page_end,
+                score=round(score, 6),
+                text=c.text,
+                char_start=c.char_start,
+                char_end=c.char_end,
             )
             for i, score in ranked
             if (c := chunks.get(i)) is not None
         ]
-        log.debug("retrieval.done", mode=mode, k=top_k, hits=len(hits),
-                  ms=round((time.perf_counter() - started) * 1000, 2))
+        log.debug(
+            "retrieval.done",
+            mode=mode,
+            k=top_k,
+            hits=len(hits),
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
         return hits

@@ -22,7 +22,9 @@ class VectorIndex:
         if index is None:
             index = hnswlib.Index(space="ip", dim=dim)
             index.init_index(
-                max_elements=capacity, M=M, ef_construction=EF_CONSTRUCTION,
+                max_elements=capacity,
+                M=M,
+                ef_construction=EF_CONSTRUCTION,
                 allow_replace_deleted=True,
             )
         self._index = index
@@ -66,7 +68,9 @@ class VectorIndex:
             return self._search_exact(vector, k, allowed) if allowed else []
         return [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], distances[0], strict=True)]
 
-    def _search_exact(self, vector: np.ndarray, k: int, allowed: set[int]) -> list[tuple[int, float]]:
+    def _search_exact(
+        self, vector: np.ndarray, k: int, allowed: set[int]
+    ) -> list[tuple[int, float]]:
         ids = sorted(allowed)
         try:
             vectors = np.asarray(self._index.get_items(ids), dtype=np.float32)

@@ -24,8 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ragserve",
         description="OpenAI-compatible chat server that answers from a PDF library.",
     )
-    parser.add_argument("--log-level", default=os.environ.get("RAGSERVE_LOG_LEVEL", "warning"),
-                        help="log level [env RAGSERVE_LOG_LEVEL; default %(default)s]")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("RAGSERVE_LOG_LEVEL", "warning"),
+        help="log level [env RAGSERVE_LOG_LEVEL; default %(default)s]",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ingest_cli.add_parser(sub)
     search_cli.add_parser(sub)
@@ -38,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print("ragserve: interrupted; the previously published index is unchanged",
-              file=sys.stderr)
+        print("ragserve: interrupted; the previously published index is unchanged", file=sys.stderr)
         return EXIT_INTERRUPTED
     except IngestLocked as exc:
         print(f"ragserve {args.command}: {exc.message}", file=sys.stderr)

@@ -27,6 +27,10 @@ def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
     """Run the real `ragserve` console command."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
-        timeout=timeout, cwd=ROOT, env=full_env,
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=full_env,
     )

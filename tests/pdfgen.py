@@ -23,8 +23,14 @@ def korean_font() -> str:
     return "NanumGothic"
 
 
-def write_pdf(path: Path, pages: list[list[str]], *, font_size: int = 11, password: str | None = None,
-              title: str | None = None) -> Path:
+def write_pdf(
+    path: Path,
+    pages: list[list[str]],
+    *,
+    font_size: int = 11,
+    password: str | None = None,
+    title: str | None = None,
+) -> Path:
     """A text PDF: one list of lines per page, long lines wrapped. Hangul works."""
     font = korean_font()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +93,10 @@ def raw_pdf(objects: list[bytes], root: int = 1) -> bytes:
     for off in offsets:
         out += b"%010d 00000 n \n" % off
     out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, root, xref)
+        len(objects) + 1,
+        root,
+        xref,
+    )
     return bytes(out)
 
 
@@ -131,8 +140,11 @@ def deeply_nested_pdf(path: Path, depth: int = 100_000) -> Path:
     """A content stream resource dictionary nested `depth` levels deep."""
     nested = b"[" * depth + b"]" * depth
     objects = _page_objects(b"BT /F1 12 Tf 72 700 Td (hello) Tj ET", _HELVETICA)
-    objects[2] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Evil " + nested +
-                  b" /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>")
+    objects[2] = (
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Evil "
+        + nested
+        + b" /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
+    )
     path.write_bytes(raw_pdf(objects))
     return path
 
@@ -143,8 +155,9 @@ def decompression_bomb_pdf(path: Path, megabytes: int = 1024) -> Path:
     block = b" " * (1 << 20)
     data = b"".join(comp.compress(block) for _ in range(megabytes)) + comp.flush()
     objects = _page_objects(b"", _HELVETICA)
-    objects[3] = (b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data +
-                  b"\nendstream")
+    objects[3] = (
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream"
+    )
     path.write_bytes(raw_pdf(objects))
     return path
 

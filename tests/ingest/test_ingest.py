@@ -49,7 +49,10 @@ def corpus(tmp_path: Path) -> Path:
 def test_korean_and_english_text_survives_extraction(corpus: Path):
     ko = extract_pdf(corpus / "ko" / "도로보수.pdf")
     assert ko.status == "ok"
-    assert ko.pages[0] == "서울시 도로 보수 사업 보고서\n계약번호 KR-2024-0173 의 계약금액은 5억원입니다."
+    assert (
+        ko.pages[0]
+        == "서울시 도로 보수 사업 보고서\n계약번호 KR-2024-0173 의 계약금액은 5억원입니다."
+    )
     assert "김민수 과장" in ko.pages[1]
     en = extract_pdf(corpus / "en" / "falcon.pdf")
     assert len(en.pages) == 3 and "Alice Smith" in en.pages[1]
@@ -87,7 +90,9 @@ def test_bad_and_hostile_files_are_skipped_with_reasons(tmp_path: Path, corpus: 
     (bad / "notes.pdf").write_text("just text, not a PDF")
     pdfgen.truncated_pdf(corpus / "en" / "falcon.pdf", bad / "truncated.pdf")
     pdfgen.write_pdf(bad / "locked.pdf", [["secret"]], password="hunter2")
-    pdfgen.write_pdf(bad / "open-encrypted.pdf", [["readable with the empty password"]], password="")
+    pdfgen.write_pdf(
+        bad / "open-encrypted.pdf", [["readable with the empty password"]], password=""
+    )
     pdfgen.image_only_pdf(bad / "scan.pdf")
     pdfgen.decompression_bomb_pdf(bad / "bomb.pdf", megabytes=256)
     pdfgen.page_tree_loop_pdf(bad / "loop.pdf")
@@ -189,8 +194,9 @@ def test_wrong_embedding_model_is_refused(tmp_path: Path, corpus: Path, embedder
     assert "all-MiniLM-L6-v2" in str(err.value) and "multilingual-e5-small" in str(err.value)
     with pytest.raises(EmbeddingModelMismatch):
         ingest(index, corpus, embedder=OtherEmbedder())
-    out = ragserve("search", "budget", "--index", str(index), "--embed-model",
-                   "intfloat/multilingual-e5-small")
+    out = ragserve(
+        "search", "budget", "--index", str(index), "--embed-model", "intfloat/multilingual-e5-small"
+    )
     assert out.returncode == 1
     assert "all-MiniLM-L6-v2" in out.stderr and "multilingual-e5-small" in out.stderr
 
@@ -210,10 +216,21 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, corpus: Path
     for i in range(30):
         pdfgen.write_pdf(corpus / "more" / f"doc{i}.pdf", [[f"Filler document number {i}."] * 40])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "ingest", str(corpus), "--index", str(index),
-         "--workers", "1"],
-        cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "ingest",
+            str(corpus),
+            "--index",
+            str(index),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while not list((index / "versions").glob("*.tmp")) and time.monotonic() < deadline:

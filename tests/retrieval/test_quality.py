@@ -32,8 +32,10 @@ def test_hybrid_finds_the_right_document(retriever: Retriever, fact_corpus, caps
     with capsys.disabled():
         print()
         for mode, (h1, h5) in rates.items():
-            print(f"  retrieval quality ({len(facts)} questions) {mode:8s} "
-                  f"hit@1 {h1:.2f}  hit@5 {h5:.2f}")
+            print(
+                f"  retrieval quality ({len(facts)} questions) {mode:8s} "
+                f"hit@1 {h1:.2f}  hit@5 {h5:.2f}"
+            )
     assert rates["hybrid"][1] >= 0.9
     # the dense model knows no Korean: keyword search is what carries those questions
     assert rates["hybrid"][1] >= rates["dense"][1]
