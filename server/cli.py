@@ -12,6 +12,7 @@ from retrieval import cli as search_cli
 from retrieval.errors import IngestLocked, RagserveError
 
 from .logs import configure_logging
+from .settings import add_serve_arguments, settings_from_args
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -26,17 +27,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default=os.environ.get("RAGSERVE_LOG_LEVEL", "warning"),
-        help="log level [env RAGSERVE_LOG_LEVEL; default %(default)s]",
+        default=os.environ.get("RAGSERVE_LOG_LEVEL"),
+        help="log level [env RAGSERVE_LOG_LEVEL; default: info for serve, else warning]",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the OpenAI-compatible server",
+        description="Serve the OpenAI API, answering from the index.",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
     ingest_cli.add_parser(sub)
     search_cli.add_parser(sub)
     return parser
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level, json=settings.log_json)
+    if settings.model_path is not None and not settings.model_path.is_file():
+        print(f"ragserve serve: model file not found: {settings.model_path}", file=sys.stderr)
+        return EXIT_USAGE
+    app = create_app(settings)
+    auth = "API key required" if settings.api_keys else "no API key"
+    print(
+        f"ragserve: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
+        f"model {app.state.model_id}, index {settings.retrieval.index_dir}",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.log_level is None:
+        args.log_level = "info" if args.command == "serve" else "warning"
     configure_logging(args.log_level)
     try:
         return int(args.func(args))

@@ -1,0 +1,164 @@
+"""The app factory: routes, dependencies, error handling, middleware and background loading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Server
+
+from retrieval.embedder import Embedder
+from retrieval.search import Retriever
+
+from .chat.routes import create_chat_completion
+from .chat.service import ChatService
+from .completions.routes import create_completion
+from .completions.service import CompletionService
+from .embeddings.routes import create_embeddings
+from .embeddings.service import EmbeddingService
+from .engine import Engine
+from .errors import handle_exception
+from .middleware import AuthMiddleware, CORSMiddleware, RequestMiddleware
+from .models.routes import get_model, get_models
+from .protocol import Response as WireResponse
+from .settings import Settings
+from .state import AppState
+
+VERSION = "0.1.0"
+DESCRIPTION = """An OpenAI-compatible chat server that answers from a private PDF library.
+
+Additions to the OpenAI API:
+
+* every chat completion is augmented with passages retrieved from the PDF index; the
+  response carries them in a top-level `sources` field (the first chunk of a stream), and
+  unless turned off the answer ends with a short "Sources:" list;
+* request field `rag` (`extra_body={"rag": {...}}` in the SDKs): `enabled`, `top_k`,
+  `documents` (paths or globs), `mode` (hybrid, dense, keyword), `append_sources`;
+* `/v1/models` lists `<model>-norag`, the same model without retrieval;
+* sampling fields `top_k`, `min_p`, `repeat_penalty` (llama.cpp);
+* `usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the KV cache.
+"""
+
+
+class Health(WireResponse):
+    status: str
+
+
+class Readiness(WireResponse):
+    status: str
+    model: str
+    index_version: str
+    documents: int
+    chunks: int
+    queue_depth: int
+
+
+@get("/health", summary="Liveness: answers as soon as the process runs", tags=["health"])
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@get(
+    "/health/ready",
+    summary="Readiness: 200 once the model and index are loaded, else 503",
+    tags=["health"],
+)
+async def ready(app_state: AppState) -> Readiness:
+    engine, retriever = app_state.engine, app_state.retriever  # raise 503 while loading
+    version = retriever.version
+    return Readiness(
+        status="ready",
+        model=app_state.model_id,
+        index_version=version.name,
+        documents=version.manifest.documents,
+        chunks=version.manifest.chunks,
+        queue_depth=engine.queue_depth,
+    )
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["health"],
+    media_type=MediaType.TEXT,
+    include_in_schema=True,
+)
+async def metrics(app_state: AppState) -> Response[bytes]:
+    if app_state.ready:
+        app_state.metrics.queue_depth.set(app_state.engine.queue_depth)
+    return Response(
+        app_state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+class RagserveApp:
+    """The ASGI app: the Litestar app inside CORS, request-id and auth middleware."""
+
+    def __init__(self, litestar: Litestar, state: AppState) -> None:
+        self.litestar = litestar
+        self.state = state
+        s = state.settings
+        self._asgi = CORSMiddleware(
+            RequestMiddleware(AuthMiddleware(litestar, s.api_keys), state.metrics),
+            s.cors_origins,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self._asgi(scope, receive, send)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    retriever: Retriever | None = None,
+    embedder: Embedder | None = None,
+) -> RagserveApp:
+    """Build the app. Tests pass their own engine and retriever; otherwise they load in the
+    background after start-up, so /health answers at once and /health/ready says when."""
+    state = AppState(settings, engine=engine, retriever=retriever, embedder=embedder)
+    chat, completions, embeddings = (
+        ChatService(state),
+        CompletionService(state),
+        EmbeddingService(state),
+    )
+
+    def on_shutdown() -> None:
+        eng = state._engine
+        if eng is not None and hasattr(eng, "close"):
+            eng.close()
+
+    litestar = Litestar(
+        route_handlers=[
+            create_chat_completion,
+            create_completion,
+            create_embeddings,
+            get_models,
+            get_model,
+            health,
+            ready,
+            metrics,
+        ],
+        dependencies={
+            "app_state": Provide(lambda: state, sync_to_thread=False),
+            "chat": Provide(lambda: chat, sync_to_thread=False),
+            "completions": Provide(lambda: completions, sync_to_thread=False),
+            "embeddings": Provide(lambda: embeddings, sync_to_thread=False),
+        },
+        exception_handlers={Exception: handle_exception},
+        on_startup=[state.start_loading],
+        on_shutdown=[on_shutdown],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="ragserve",
+            version=VERSION,
+            description=DESCRIPTION,
+            servers=[Server(url="/")],
+            path="/openapi",
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    return RagserveApp(litestar, state)

@@ -1,0 +1,215 @@
+"""/v1/chat/completions wire types, fields in the order of OpenAI's reference."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import msgspec
+
+from retrieval.errors import InvalidRequest
+
+from ..engine import SamplingParams
+from ..protocol import RagOptions, Request, Response, Source, StreamOptions, Usage, text_of
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+class ChatMessage(Request):
+    role: str
+    content: str | list[Any] | None = None
+    name: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+
+
+class JsonSchemaFormat(Request):
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(Request):
+    type: str = "text"  # text | json_object | json_schema
+    json_schema: JsonSchemaFormat | None = None
+
+
+class ChatCompletionRequest(Request):
+    messages: list[ChatMessage]
+    model: str = ""
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    n: int | None = None
+    presence_penalty: float | None = None
+    response_format: ResponseFormat | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    user: Any = None
+    # -- ragserve additions (llama.cpp sampling and retrieval control) --
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    rag: RagOptions | None = None
+
+    def validate(self) -> None:
+        if not self.messages:
+            raise InvalidRequest("'messages' must contain at least one message", param="messages")
+        for i, m in enumerate(self.messages):
+            if m.role not in ROLES:
+                raise InvalidRequest(
+                    f"messages[{i}].role {m.role!r} is not one of {', '.join(sorted(ROLES))}",
+                    param=f"messages[{i}].role",
+                )
+        if self.n not in (None, 1):
+            raise InvalidRequest("only n=1 is supported", param="n")
+        if self.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequest(
+                "this server does not call tools; tool_choice must be 'auto' or 'none'",
+                param="tool_choice",
+            )
+        _check_range(self.temperature, 0, 2, "temperature")
+        _check_range(self.top_p, 0, 1, "top_p")
+        _check_range(self.presence_penalty, -2, 2, "presence_penalty")
+        _check_range(self.frequency_penalty, -2, 2, "frequency_penalty")
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InvalidRequest(f"{name} must be at least 1", param=name)
+        if self.response_format is not None:
+            kind = self.response_format.type
+            if kind not in ("text", "json_object", "json_schema"):
+                raise InvalidRequest(
+                    f"response_format.type {kind!r} is not supported", param="response_format"
+                )
+            if kind == "json_schema" and (
+                self.response_format.json_schema is None
+                or self.response_format.json_schema.schema is None
+            ):
+                raise InvalidRequest(
+                    "response_format json_schema needs json_schema.schema", param="response_format"
+                )
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def grammar(self) -> str | None:
+        """GBNF for `response_format`, built by llama.cpp's JSON-schema converter."""
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+        if fmt.type == "json_object":
+            return JSON_GBNF
+        assert fmt.json_schema is not None
+        try:
+            return json_schema_to_gbnf(json.dumps(fmt.json_schema.schema))
+        except Exception as exc:
+            raise InvalidRequest(
+                f"unsupported JSON schema: {exc}", param="response_format"
+            ) from exc
+
+    def sampling_params(self, max_tokens: int) -> SamplingParams:
+        defaults = SamplingParams()
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=_or(self.temperature, defaults.temperature),
+            top_p=_or(self.top_p, defaults.top_p),
+            top_k=_or(self.top_k, defaults.top_k),
+            min_p=_or(self.min_p, defaults.min_p),
+            presence_penalty=_or(self.presence_penalty, 0.0),
+            frequency_penalty=_or(self.frequency_penalty, 0.0),
+            repeat_penalty=_or(self.repeat_penalty, 1.0),
+            seed=self.seed,
+            stop=self.stops(),
+            grammar=self.grammar(),
+        )
+
+    def plain_messages(self) -> list[dict[str, str]]:
+        """Messages as the chat template wants them: text only, same-role runs merged."""
+        out: list[dict[str, str]] = []
+        for m in self.messages:
+            role = {"developer": "system", "tool": "user", "function": "user"}.get(m.role, m.role)
+            text = text_of(m.content)
+            if m.role in ("tool", "function"):
+                text = f"Tool result:\n{text}"
+            if out and out[-1]["role"] == role:
+                out[-1]["content"] += "\n\n" + text
+            else:
+                out.append({"role": role, "content": text})
+        return out
+
+
+def _check_range(value: float | None, lo: float, hi: float, name: str) -> None:
+    if value is not None and not lo <= value <= hi:
+        raise InvalidRequest(f"{name} must be between {lo} and {hi}", param=name)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+class AssistantMessage(Response):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    refusal: None = None
+
+
+class Choice(Response):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(Response):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = 0
+    model: str = ""
+    choices: list[Choice] = []
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    # -- ragserve addition --
+    sources: list[Source] = []
+
+
+class Delta(msgspec.Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(Response):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(Response):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = []
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    # -- ragserve addition: present on the first chunk only --
+    sources: list[Source] | msgspec.UnsetType = msgspec.UNSET

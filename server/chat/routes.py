@@ -1,0 +1,27 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from litestar import Request, post
+from litestar.response import Stream
+
+from ..sse import sse_response
+from .protocol import ChatCompletion, ChatCompletionRequest
+from .service import ChatService
+
+
+@post(
+    ["/v1/chat/completions", "/chat/completions"],
+    status_code=200,
+    summary="Create a chat completion, augmented with passages from the PDF library",
+    operation_id="createChatCompletion",
+    tags=["chat"],
+)
+async def create_chat_completion(
+    data: ChatCompletionRequest, request: Request, chat: ChatService
+) -> ChatCompletion | Stream:
+    request_id = request.state.request_id
+    prepared = await chat.prepare(data, request_id)
+    if data.stream:
+        return sse_response(chat.stream(prepared), request_id)
+    return await chat.complete(prepared)

@@ -1,0 +1,215 @@
+"""Chat completions: retrieval, prompt packing, generation; one event flow for both shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import structlog
+
+from retrieval.search import Filters
+
+from .. import rag
+from ..engine import Finished, GenerationRequest, TextDelta
+from ..protocol import PromptTokensDetails, Source, Usage
+from ..sse import DONE, KEEPALIVE, error_frame, frame, with_keepalive
+from ..state import AppState
+from .protocol import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+)
+
+log = structlog.get_logger(__name__)
+KEEPALIVE_S = 10.0
+
+
+class Prepared(msgspec.Struct):
+    id: str
+    created: int
+    model: str
+    request: GenerationRequest
+    sources: list[Source]
+    append_sources: bool
+    include_usage: bool
+    started: float
+
+
+class ChatService:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.memory = rag.TurnMemory()
+
+    async def prepare(self, req: ChatCompletionRequest, request_id: str) -> Prepared:
+        """Everything that can fail before the first byte: errors here are plain JSON."""
+        started = time.perf_counter()
+        req.validate()
+        state, s = self.state, self.state.settings
+        rag_on = state.resolve_chat_model(req.model)
+        engine = state.engine
+        messages = req.plain_messages()
+        options = req.rag
+        if options is not None and not options.enabled:
+            rag_on = False
+        if rag_on and rag.is_background_call(messages):
+            rag_on = False
+            log.info("rag.skipped", reason="background call")
+        hits = []
+        if rag_on:
+            query = rag.search_query(messages)
+            top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
+            filters = (
+                Filters(documents=options.documents) if options and options.documents else None
+            )
+            mode = options.mode if options else "hybrid"
+            t0 = time.perf_counter()
+            retriever = state.retriever
+            hits = await asyncio.to_thread(retriever.search, query, top_k, filters, mode)
+            elapsed = time.perf_counter() - t0
+            state.metrics.retrieval.observe(elapsed)
+            manifest = retriever.version.manifest
+            state.metrics.index_chunks.set(manifest.chunks)
+            state.metrics.index_documents.set(manifest.documents)
+            log.info(
+                "retrieval.done",
+                k=top_k,
+                hits=len(hits),
+                ms=round(elapsed * 1000, 1),
+                documents=sorted({h.document for h in hits}),
+            )
+        sampling = req.sampling_params(1)  # validates response_format before packing
+        packed = await asyncio.to_thread(
+            rag.pack,
+            engine,
+            messages,
+            hits,
+            req.requested_max_tokens(),
+            s.default_max_tokens,
+            self.memory if rag_on else None,
+        )
+        state.metrics.sources_used.observe(len(packed.sources))
+        if len(packed.sources) < packed.retrieved:
+            log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
+        append = (
+            s.append_sources
+            if options is None or options.append_sources is None
+            else options.append_sources
+        )
+        return Prepared(
+            id=f"chatcmpl-{uuid.uuid4().hex}",
+            created=int(time.time()),
+            model=req.model or state.model_id,
+            request=GenerationRequest(
+                packed.prompt_tokens,
+                msgspec.structs.replace(sampling, max_tokens=packed.max_tokens),
+                request_id,
+            ),
+            sources=packed.sources,
+            append_sources=append and bool(packed.sources) and sampling.grammar is None,
+            include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            started=started,
+        )
+
+    async def _events(self, p: Prepared) -> AsyncIterator[TextDelta | Finished]:
+        """The engine's events, with the sources footer as a last text delta."""
+        answer: list[str] = []
+        async for event in self.state.engine.generate(p.request):
+            if isinstance(event, TextDelta):
+                answer.append(event.text)
+                yield event
+                continue
+            if p.append_sources and event.finish_reason != "cancelled":
+                yield TextDelta(rag.sources_footer("".join(answer), p.sources))
+            self._log_done(p, event)
+            yield event
+
+    def _log_done(self, p: Prepared, done: Finished) -> None:
+        rate = (done.completion_tokens - 1) / done.decode_s if done.decode_s > 0 else 0.0
+        log.info(
+            "chat.done",
+            finish=done.finish_reason,
+            prompt_tokens=done.prompt_tokens,
+            cached_tokens=done.cached_tokens,
+            completion_tokens=done.completion_tokens,
+            ttft_ms=round(done.ttft_s * 1000, 1),
+            tok_s=round(rate, 1),
+            sources=len(p.sources),
+            total_ms=round((time.perf_counter() - p.started) * 1000),
+        )
+
+    @staticmethod
+    def _usage(done: Finished) -> Usage:
+        return Usage(
+            prompt_tokens=done.prompt_tokens,
+            completion_tokens=done.completion_tokens,
+            total_tokens=done.prompt_tokens + done.completion_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=done.cached_tokens),
+        )
+
+    async def complete(self, p: Prepared) -> ChatCompletion:
+        parts: list[str] = []
+        done: Finished | None = None
+        async for event in self._events(p):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            else:
+                done = event
+        assert done is not None
+        return ChatCompletion(
+            id=p.id,
+            created=p.created,
+            model=p.model,
+            choices=[
+                Choice(
+                    index=0,
+                    message=AssistantMessage(content="".join(parts)),
+                    finish_reason=done.finish_reason,
+                )
+            ],
+            usage=self._usage(done),
+            sources=p.sources,
+        )
+
+    async def stream(self, p: Prepared) -> AsyncIterator[bytes]:
+        def chunk(delta: Delta, finish: str | None = None, **extra) -> bytes:
+            return frame(
+                ChatCompletionChunk(
+                    id=p.id,
+                    created=p.created,
+                    model=p.model,
+                    choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+                    **extra,
+                )
+            )
+
+        yield chunk(Delta(role="assistant", content=""), sources=p.sources)
+        try:
+            async for event in with_keepalive(self._events(p), KEEPALIVE_S):
+                if event is None:
+                    yield KEEPALIVE
+                elif isinstance(event, TextDelta):
+                    if event.text:
+                        yield chunk(Delta(content=event.text))
+                else:
+                    yield chunk(Delta(), event.finish_reason)
+                    if p.include_usage:
+                        yield frame(
+                            ChatCompletionChunk(
+                                id=p.id,
+                                created=p.created,
+                                model=p.model,
+                                choices=[],
+                                usage=self._usage(event),
+                            )
+                        )
+            yield DONE
+        except Exception as exc:
+            log.warning("chat.stream_failed", error=str(exc))
+            yield error_frame(exc)

@@ -1,0 +1,193 @@
+"""ASGI middleware: CORS (outermost), request ids, logs and metrics, and API keys.
+
+Written as plain ASGI so that preflights and 401s get CORS headers too, and auth runs
+before the body is read.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+import structlog
+
+from .errors import InvalidApiKey, error_body
+from .metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+PUBLIC_PATHS = ("/health", "/health/ready", "/metrics")
+_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/models",
+    "/health",
+    "/health/ready",
+    "/metrics",
+)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Callable, status: int, body: bytes, headers: Iterable = ()) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class CORSMiddleware:
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = origins
+
+    def _allowed(self, origin: str | None) -> bytes | None:
+        if not origin or not self.origins:
+            return None
+        if "*" in self.origins:
+            return b"*"  # never with credentials: clients send keys as headers
+        return origin.encode() if origin in self.origins else None
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        allowed = self._allowed(_header(scope, b"origin"))
+        if allowed is None:
+            return await self.app(scope, receive, send)
+        cors = [
+            (b"access-control-allow-origin", allowed),
+            (b"vary", b"Origin"),
+            (b"access-control-expose-headers", b"x-request-id, retry-after"),
+        ]
+        requested = _header(scope, b"access-control-request-method")
+        if scope["method"] == "OPTIONS" and requested:
+            headers = _header(scope, b"access-control-request-headers") or (
+                "authorization, content-type, openai-organization, openai-project, x-stainless-*"
+            )
+            extra = [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", headers.encode("latin-1")),
+                (b"access-control-max-age", b"600"),
+            ]
+            if _header(scope, b"access-control-request-private-network"):
+                extra.append((b"access-control-allow-private-network", b"true"))
+            await send({"type": "http.response.start", "status": 204, "headers": cors + extra})
+            await send({"type": "http.response.body", "body": b""})
+            return None
+
+        async def send_with_cors(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *cors]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_cors)
+
+
+class RequestMiddleware:
+    """Normalises paths, assigns a request id, logs the request and counts it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = re.sub(r"/{2,}", "/", scope["path"])
+        if len(path) > 1:
+            path = path.rstrip("/")
+        scope["path"] = path
+        incoming = _header(scope, b"x-request-id")
+        request_id = (
+            incoming
+            if incoming and _REQUEST_ID.match(incoming)
+            else (f"req-{uuid.uuid4().hex[:20]}")
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        route = (
+            path
+            if path in _ROUTES
+            else ("/v1/models/{id}" if path.startswith("/v1/models/") else "other")
+        )
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                self.metrics.requests.labels(route, str(status)).inc()
+                self.metrics.latency.labels(route).observe(elapsed)
+                if route not in ("/health", "/health/ready", "/metrics"):
+                    log.info(
+                        "http.request",
+                        method=scope["method"],
+                        path=path,
+                        status=status,
+                        ms=round(elapsed * 1000, 1),
+                    )
+        return None
+
+
+class AuthMiddleware:
+    """Optional API keys: `Authorization: Bearer KEY` (or `x-api-key` / `api-key`)."""
+
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    def _valid(self, scope: Scope) -> bool:
+        auth = _header(scope, b"authorization") or ""
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        given = given or _header(scope, b"x-api-key") or _header(scope, b"api-key") or ""
+        candidate = given.encode()
+        # compare against every key, always, so timing says nothing about which matched
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(candidate, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if (
+            scope["type"] != "http"
+            or not self.keys
+            or scope["method"] == "OPTIONS"
+            or scope["path"] in PUBLIC_PATHS
+            or self._valid(scope)
+        ):
+            return await self.app(scope, receive, send)
+        err = InvalidApiKey(
+            "Incorrect API key provided. Pass a key configured on the server "
+            "as 'Authorization: Bearer <key>'."
+        )
+        await _send_json(
+            send, 401, msgspec.json.encode(error_body(err)), [(b"www-authenticate", b"Bearer")]
+        )
+        return None

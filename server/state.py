@@ -1,0 +1,139 @@
+"""What the app holds: settings, the engine and the retriever, loaded in the background."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import structlog
+
+from retrieval.embedder import Embedder
+from retrieval.embedder import model_id_for as embedding_model_id_for
+from retrieval.search import Retriever
+
+from .engine import Engine, LlamaEngine
+from .errors import ModelNotFound, NotReady
+from .metrics import Metrics
+from .settings import Settings, bundled_model_path, model_id_for
+
+log = structlog.get_logger(__name__)
+
+NO_RAG_SUFFIX = "-norag"
+
+
+class AppState:
+    """Heavy objects, built once. Until they are loaded, requests get 503 not_ready."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        retriever: Retriever | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.started_at = time.time()
+        self._engine = engine
+        self._retriever = retriever
+        self._embedder = embedder or (retriever.embedder if retriever else None)
+        self.load_error: str | None = None
+        self._watch(engine)
+        self._loader: threading.Thread | None = None
+        path = settings.model_path
+        self.model_id = settings.model_alias or (
+            engine.model_id if engine else model_id_for(path or bundled_model_path())
+        )
+
+    # -- loading ------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        if self.ready or self._loader is not None:
+            return
+        self._loader = threading.Thread(target=self._load, name="loader", daemon=True)
+        self._loader.start()
+
+    def _load(self) -> None:
+        s = self.settings
+        try:
+            if self._embedder is None:
+                self._embedder = s.retrieval.embedder()
+            if self._retriever is None:
+                self._retriever = Retriever(s.retrieval.index_dir, self._embedder)
+            self._embedder.dim  # noqa: B018 - load the weights now, not on the first request
+            if self._engine is None:
+                self._engine = LlamaEngine(
+                    s.model_path or bundled_model_path(),
+                    model_id=self.model_id,
+                    n_ctx=s.n_ctx,
+                    n_gpu_layers=s.n_gpu_layers,
+                    n_threads=s.n_threads,
+                    max_queue=s.max_queue,
+                )
+            self._watch(self._engine)
+            log.info("server.ready", seconds=round(time.time() - self.started_at, 2))
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
+            log.exception("server.load_failed", error=self.load_error)
+
+    def _watch(self, engine: Engine | None) -> None:
+        if engine is not None and hasattr(engine, "on_finished"):
+            m = self.metrics
+            engine.on_finished = lambda _req, d: m.observe_generation(  # type: ignore[attr-defined]
+                d.prompt_tokens,
+                d.completion_tokens,
+                d.cached_tokens,
+                d.ttft_s,
+                d.decode_s,
+                d.finish_reason,
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and self._retriever is not None
+
+    def _not_ready(self) -> NotReady:
+        if self.load_error:
+            err = NotReady(f"the server failed to load: {self.load_error}")
+            err.retry_after_s = 60
+            return err
+        return NotReady("the model and index are still loading; retry shortly")
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise self._not_ready()
+        return self._engine
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            raise self._not_ready()
+        return self._retriever
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None or self._retriever is None:
+            raise self._not_ready()
+        return self._embedder
+
+    # -- model ids ----------------------------------------------------------------------
+    @property
+    def embedding_model_id(self) -> str:
+        return embedding_model_id_for(self.settings.retrieval.embed_model)
+
+    def model_ids(self) -> list[str]:
+        return [self.model_id, self.model_id + NO_RAG_SUFFIX, self.embedding_model_id]
+
+    def resolve_chat_model(self, requested: str) -> bool:
+        """Whether retrieval is on for this model id; unknown ids use the served model."""
+        if requested == self.model_id or not requested:
+            return True
+        if requested == self.model_id + NO_RAG_SUFFIX:
+            return False
+        if self.settings.strict_models or requested == self.embedding_model_id:
+            raise ModelNotFound(
+                f"The model '{requested}' does not exist or is not a chat model; "
+                f"available: {self.model_id}, {self.model_id}{NO_RAG_SUFFIX}"
+            )
+        return True

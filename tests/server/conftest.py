@@ -1,0 +1,122 @@
+"""A real server: uvicorn on 127.0.0.1, the SmolLM2 GGUF, an index built from generated PDFs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pdfgen
+import pytest
+import uvicorn
+
+from ingest.pipeline import IngestOptions, run_ingest
+from retrieval.config import RetrievalSettings
+from retrieval.search import Retriever
+from server.app import create_app
+from server.engine import LlamaEngine
+from server.settings import Settings, bundled_model_path
+
+FACTS = {
+    "falcon.pdf": [
+        ["Project Falcon status report"],
+        [
+            "The budget of Project Falcon is 4.2 million dollars.",
+            "The project manager of Project Falcon is Alice Smith.",
+        ],
+    ],
+    "orchid.pdf": [
+        [
+            "Project Orchid builds a water treatment plant in Daejeon.",
+            "The Orchid plant opens on 14 March 2027.",
+        ]
+    ],
+    "도로보수.pdf": [
+        [
+            "서울시 도로 보수 사업",
+            "계약번호 KR-2024-0173 의 계약금액은 5억원입니다.",
+            "담당자는 김민수 과장입니다.",
+        ]
+    ],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, app) -> None:
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory, embedder) -> Path:
+    root = tmp_path_factory.mktemp("server-corpus")
+    for name, pages in FACTS.items():
+        pdfgen.write_pdf(root / name, pages)
+    index = tmp_path_factory.mktemp("server-index") / "index"
+    run_ingest(IngestOptions(index_dir=index, paths=[root], workers=1), embedder)
+    return index
+
+
+@pytest.fixture(scope="session")
+def engine() -> LlamaEngine:
+    return LlamaEngine(bundled_model_path(), model_id="smollm2", n_ctx=2048, max_queue=8)
+
+
+@pytest.fixture(scope="session")
+def retriever(index_dir, embedder) -> Retriever:
+    return Retriever(index_dir, embedder)
+
+
+def make_settings(index_dir: Path, **kw) -> Settings:
+    return Settings(retrieval=RetrievalSettings(index_dir=index_dir), model_alias="smollm2", **kw)
+
+
+@pytest.fixture(scope="session")
+def server(index_dir, engine, retriever) -> Iterator[LiveServer]:
+    app = create_app(
+        make_settings(index_dir, max_body_bytes=256 * 1024), engine=engine, retriever=retriever
+    )
+    with LiveServer(app) as live:
+        yield live
+
+
+@pytest.fixture
+def http(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture
+def client(server):
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
