@@ -126,9 +126,7 @@ def create_app(
     )
 
     def on_shutdown() -> None:
-        eng = state._engine
-        if eng is not None and hasattr(eng, "close"):
-            eng.close()
+        state.close()
 
     litestar = Litestar(
         route_handlers=[

@@ -190,7 +190,7 @@ class LlamaEngine:
         )
         self._grammars: dict[str, Any] = {}
         # Called on the worker thread for every finished request, cancelled ones included.
-        self.on_finished: Callable[[GenerationRequest, Finished], None] | None = None
+        self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._max_queue = max_queue
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._waiting = 0
@@ -358,5 +358,5 @@ class LlamaEngine:
             decode_s=ended - (first_at or ended),
         )
         job.emit(done)
-        if self.on_finished is not None:
-            self.on_finished(req, done)
+        for listener in list(self.listeners):
+            listener(req, done)

@@ -73,8 +73,16 @@ async def with_keepalive(
         await asyncio.gather(task, return_exceptions=True)
 
 
+class EventStream(Stream):
+    """A Stream that keeps its own media type (Litestar's gives the handler's JSON priority)."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
 def sse_response(body: AsyncIterator[bytes], request_id: str) -> Stream:
-    return Stream(
+    return EventStream(
         body,
         media_type="text/event-stream",
         status_code=200,

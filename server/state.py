@@ -11,7 +11,7 @@ from retrieval.embedder import Embedder
 from retrieval.embedder import model_id_for as embedding_model_id_for
 from retrieval.search import Retriever
 
-from .engine import Engine, LlamaEngine
+from .engine import Engine, Finished, GenerationRequest, LlamaEngine
 from .errors import ModelNotFound, NotReady
 from .metrics import Metrics
 from .settings import Settings, bundled_model_path, model_id_for
@@ -36,6 +36,7 @@ class AppState:
         self.metrics = Metrics()
         self.started_at = time.time()
         self._engine = engine
+        self._owns_engine = engine is None  # an engine passed in is closed by its owner
         self._retriever = retriever
         self._embedder = embedder or (retriever.embedder if retriever else None)
         self.load_error: str | None = None
@@ -76,17 +77,26 @@ class AppState:
             self.load_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
             log.exception("server.load_failed", error=self.load_error)
 
+    def close(self) -> None:
+        engine = self._engine
+        if engine is not None and self._observe in getattr(engine, "listeners", ()):
+            engine.listeners.remove(self._observe)  # type: ignore[attr-defined]
+        if self._owns_engine and engine is not None and hasattr(engine, "close"):
+            engine.close()
+
+    def _observe(self, _request: GenerationRequest, d: Finished) -> None:
+        self.metrics.observe_generation(
+            d.prompt_tokens,
+            d.completion_tokens,
+            d.cached_tokens,
+            d.ttft_s,
+            d.decode_s,
+            d.finish_reason,
+        )
+
     def _watch(self, engine: Engine | None) -> None:
-        if engine is not None and hasattr(engine, "on_finished"):
-            m = self.metrics
-            engine.on_finished = lambda _req, d: m.observe_generation(  # type: ignore[attr-defined]
-                d.prompt_tokens,
-                d.completion_tokens,
-                d.cached_tokens,
-                d.ttft_s,
-                d.decode_s,
-                d.finish_reason,
-            )
+        if engine is not None and hasattr(engine, "listeners"):
+            engine.listeners.append(self._observe)  # type: ignore[attr-defined]
 
     @property
     def ready(self) -> bool:

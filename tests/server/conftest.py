@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pdfgen
 import pytest
-import uvicorn
+from liveserver import LiveServer, make_settings
 
 from ingest.pipeline import IngestOptions, run_ingest
-from retrieval.config import RetrievalSettings
 from retrieval.search import Retriever
 from server.app import create_app
 from server.engine import LlamaEngine
-from server.settings import Settings, bundled_model_path
+from server.settings import bundled_model_path
 
 FACTS = {
     "falcon.pdf": [
@@ -44,38 +40,6 @@ FACTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LiveServer:
-    def __init__(self, app) -> None:
-        self.app = app
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory, embedder) -> Path:
     root = tmp_path_factory.mktemp("server-corpus")
@@ -94,10 +58,6 @@ def engine() -> LlamaEngine:
 @pytest.fixture(scope="session")
 def retriever(index_dir, embedder) -> Retriever:
     return Retriever(index_dir, embedder)
-
-
-def make_settings(index_dir: Path, **kw) -> Settings:
-    return Settings(retrieval=RetrievalSettings(index_dir=index_dir), model_alias="smollm2", **kw)
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def test_chat_stream_with_usage(client):
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
-    first, *rest = chunks
+    first = chunks[0]
     assert first.choices[0].delta.role == "assistant" and first.choices[0].delta.content == ""
     assert first.model_extra["sources"][0]["document"] == "도로보수.pdf"
     assert len({c.id for c in chunks}) == 1 and len({c.created for c in chunks}) == 1
