@@ -1,0 +1,88 @@
+"""Unit tests: search query, background calls, token budgeting, prompt assembly."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import FakeEngine
+from retrieval.search import Hit
+from server import rag
+from server.errors import ContextLengthExceeded
+
+
+def hit(i: int, words: int = 10, doc: str = "a.pdf") -> Hit:
+    text = " ".join(f"w{i}_{n}" for n in range(words))
+    return Hit(chunk_id=i, document=doc, page=i, page_end=i, score=1.0 / i, text=text,
+               char_start=0, char_end=len(text))
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def test_search_query_adds_the_previous_turn_for_short_follow_ups():
+    msgs = [user("What did Project Falcon cost in 2024?"),
+            {"role": "assistant", "content": "4.2 million."}, user("and in 2025?")]
+    assert rag.search_query(msgs) == "What did Project Falcon cost in 2024?\nand in 2025?"
+    long = "Please tell me who the project manager of Project Orchid in Daejeon is"
+    assert rag.search_query([user("x"), user(long)]) == long
+    assert rag.search_query([{"role": "system", "content": "s"}]) == ""
+
+
+def test_background_calls_are_recognised():
+    assert rag.is_background_call([user("### Task:\nGenerate a title")])
+    assert rag.is_background_call([user("Write a concise title for this conversation.")])
+    assert not rag.is_background_call([user("What is the title of the contract?")])
+    assert not rag.is_background_call([user("### Task: a"), user("### Task: b")])
+
+
+def test_sources_go_into_the_last_user_turn_numbered_best_first():
+    engine = FakeEngine(n_ctx=1000)
+    history = [{"role": "system", "content": "Be brief."}, user("first question"),
+               {"role": "assistant", "content": "first answer"}, user("second question")]
+    packed = rag.pack(engine, history, [hit(1), hit(2)], None, 50)
+    assert [s.index for s in packed.sources] == [1, 2]
+    assert packed.max_tokens == 50
+    prefix = engine.tokenize(engine.render_chat(history[:-1]))[:-1]  # minus "<assistant>"
+    # the history before the last turn is untouched (a stable prefix for the KV cache)
+    assert packed.prompt_tokens[: len(prefix)] == prefix
+    last = rag.augmented_turn("second question", [rag.source_block(1, hit(1)),
+                                                  rag.source_block(2, hit(2))])
+    assert "[1] (a.pdf, page 1)" in last and last.endswith("Question: second question")
+    assert packed.prompt_tokens == engine.chat_tokens([*history[:-1], user(last)])
+
+
+def test_budget_drops_sources_that_do_not_fit():
+    engine = FakeEngine(n_ctx=160)
+    hits = [hit(1, 40), hit(2, 40), hit(3, 5)]
+    packed = rag.pack(engine, [user("q")], hits, 20, 50)
+    assert len(packed.prompt_tokens) + 20 <= 160
+    assert 1 <= len(packed.sources) < 3 and packed.retrieved == 3
+    assert [s.index for s in packed.sources] == list(range(1, len(packed.sources) + 1))
+
+
+def test_prompt_too_long_even_without_sources_is_context_length_exceeded():
+    engine = FakeEngine(n_ctx=50)
+    with pytest.raises(ContextLengthExceeded) as err:
+        rag.pack(engine, [user("word " * 60)], [hit(1)], None, 10)
+    assert "maximum context length is 50 tokens" in err.value.message
+    with pytest.raises(ContextLengthExceeded):
+        rag.pack(engine, [user("short")], [], 49, 10)
+    assert rag.pack(engine, [user("short")], [], None, 100).max_tokens == 50 - 3
+
+
+def test_turn_memory_restores_earlier_augmented_turns():
+    engine, memory = FakeEngine(n_ctx=1000), rag.TurnMemory()
+    turn1 = [user("Falcon budget?")]
+    first = rag.pack(engine, turn1, [hit(1)], None, 20, memory)
+    turn2 = [*turn1, {"role": "assistant", "content": "4.2"}, user("who manages it?")]
+    second = rag.pack(engine, turn2, [hit(2)], None, 20, memory)
+    # the first turn's prompt is a prefix of the second's: everything is cached
+    assert second.prompt_tokens[: len(first.prompt_tokens) - 1] == first.prompt_tokens[:-1]
+
+
+def test_sources_footer_lists_cited_sources_or_all():
+    packed = rag.pack(FakeEngine(n_ctx=1000), [user("q")], [hit(1), hit(2, doc="b.pdf")], None, 5)
+    assert rag.sources_footer("see [2]", packed.sources) == "\n\nSources:\n[2] b.pdf, p. 2"
+    assert rag.sources_footer("no cites", packed.sources).count("\n[") == 2
+    assert rag.sources_footer("x", []) == ""
