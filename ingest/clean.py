@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 import unicodedata
 
@@ -68,42 +67,30 @@ _COMMON_RANGES = (
 )
 
 
-def _is_common(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in _COMMON_RANGES)
-
-
-def _script(ch: str) -> str:
-    cp = ord(ch)
-    if 0xAC00 <= cp <= 0xD7A3:
-        return "hangul"
-    if 0x4E00 <= cp <= 0x9FFF:
-        return "han"
-    if ch.isascii() and ch.isalnum():
-        return "latin"
-    return "other"
+_UNCOMMON = re.compile(
+    "[^\\s" + "".join(f"\\u{lo:04x}-\\u{hi:04x}" for lo, hi in _COMMON_RANGES) + "]"
+)
+_NON_SPACE = re.compile(r"\S")
+_HANGUL_HAN_SWITCH = re.compile(
+    r"(?=[\uac00-\ud7a3][\u4e00-\u9fff]|[\u4e00-\u9fff][\uac00-\ud7a3])"
+)
+_CJK_PAIR = re.compile(r"(?=[\uac00-\ud7a3\u4e00-\u9fff]{2})")
 
 
 def garbage_score(text: str) -> float:
-    """Fraction of characters that look like mojibake (0 = clean, 1 = all garbage)."""
-    chars = [c for c in text if not c.isspace()]
-    if not chars:
+    """Fraction of characters that look like mojibake (0 = clean, 1 = all garbage).
+
+    Regular expressions keep this at C speed: it runs on every extracted page.
+    """
+    total = len(_NON_SPACE.findall(text))
+    if not total:
         return 0.0
-    bad = 0
-    for c in chars:
-        cat = unicodedata.category(c)
-        if cat in ("Co", "Cs", "Cn") or c == "\ufffd" or not _is_common(ord(c)):
-            bad += 1
-    # Real Korean text rarely switches between Hangul and Han inside a word; a CMap
-    # misread does so constantly, because it maps code pairs to random BMP characters.
-    switches = 0
-    pairs = 0
-    for word in text.split():
-        scripts = [_script(c) for c in word if _script(c) in ("hangul", "han")]
-        for a, b in itertools.pairwise(scripts):
-            pairs += 1
-            switches += a != b
-    switch_rate = switches / pairs if pairs >= 8 else 0.0
-    return max(bad / len(chars), switch_rate)
+    bad = len(_UNCOMMON.findall(text))  # private use, surrogates, U+FFFD, rare scripts
+    # Real Korean text rarely switches between Hangul and Han from one character to the
+    # next; a CMap misread does so constantly, mapping code pairs to random BMP characters.
+    pairs = len(_CJK_PAIR.findall(text))
+    switch_rate = len(_HANGUL_HAN_SWITCH.findall(text)) / pairs if pairs >= 8 else 0.0
+    return max(bad / total, switch_rate)
 
 
 GARBAGE_THRESHOLD = 0.15

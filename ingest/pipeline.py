@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 import numpy as np
@@ -210,7 +210,7 @@ def _apply(
     for cand in candidates:
         known_bad = skipped.get(cand.rel)
         if known_bad is not None and known_bad[:2] == (cand.size, cand.mtime_ns):
-            status = "failed" if known_bad[2] == "failed" else "skipped"
+            status: Outcome = "failed" if known_bad[2] == "failed" else "skipped"
             reason = known_bad[3] + " (file unchanged since the last ingest)"
             _record(summary, FileReport(cand.rel, status, reason), on_file)
             continue
@@ -235,7 +235,8 @@ def _apply(
             if result.status != "ok":
                 note = " (the previously indexed version is kept)" if cand.rel in existing else ""
                 writer.set_skipped(cand.rel, cand.size, cand.mtime_ns, result.status, result.reason)
-                _record(summary, FileReport(cand.rel, result.status, result.reason + note), on_file)
+                outcome = cast(Outcome, result.status)
+                _record(summary, FileReport(cand.rel, outcome, result.reason + note), on_file)
             else:
                 chunks = chunk_document(
                     result.pages,

@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
+from typing import cast
 
 import structlog
 
@@ -118,7 +119,7 @@ class ExtractPool:
             timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
             ready = wait(list(busy), timeout=timeout)
             for conn in ready:
-                w = busy.pop(conn)  # type: ignore[arg-type]
+                w = busy.pop(cast(Connection, conn))
                 path, w.task = w.task, None
                 assert path is not None
                 try:

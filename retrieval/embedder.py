@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import structlog
@@ -30,8 +30,9 @@ class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors."""
 
     model_id: str
-    dim: int
-    max_tokens: int
+
+    @property
+    def dim(self) -> int: ...
 
     def embed_passages(self, texts: list[str]) -> np.ndarray: ...
 
@@ -99,7 +100,7 @@ class SentenceTransformerEmbedder:
         q, p = _prefixes(self.model_id)
         self.query_prefix = q if query_prefix is None else query_prefix
         self.passage_prefix = p if passage_prefix is None else passage_prefix
-        self._model = None
+        self._model: Any = None
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
 
     def load(self):

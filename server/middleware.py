@@ -10,7 +10,7 @@ import hmac
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -22,7 +22,7 @@ from .metrics import Metrics
 log = structlog.get_logger(__name__)
 
 Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+ASGIApp = Any  # any ASGI callable (Litestar's own signature is stricter)
 PUBLIC_PATHS = ("/health", "/health/ready", "/metrics")
 _ROUTES = (
     "/v1/chat/completions",
@@ -33,6 +33,7 @@ _ROUTES = (
     "/health/ready",
     "/metrics",
 )
+_UNVERSIONED = ("/chat/completions", "/completions", "/embeddings", "/models")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -114,6 +115,8 @@ class RequestMiddleware:
         path = re.sub(r"/{2,}", "/", scope["path"])
         if len(path) > 1:
             path = path.rstrip("/")
+        if path.startswith(_UNVERSIONED):  # clients configured with a base URL without /v1
+            path = "/v1" + path
         scope["path"] = path
         incoming = _header(scope, b"x-request-id")
         request_id = (

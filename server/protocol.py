@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -36,7 +36,7 @@ class RagOptions(Request):
     enabled: bool = True
     top_k: int | None = None
     documents: list[str] | None = None  # paths relative to the corpus root, or globs
-    mode: str = "hybrid"  # hybrid | dense | keyword
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     append_sources: bool | None = None  # default: the server's setting
 
 

@@ -57,11 +57,11 @@ class AppState:
     def _load(self) -> None:
         s = self.settings
         try:
-            if self._embedder is None:
-                self._embedder = s.retrieval.embedder()
+            embedder = self._embedder or s.retrieval.embedder()
+            self._embedder = embedder
             if self._retriever is None:
-                self._retriever = Retriever(s.retrieval.index_dir, self._embedder)
-            self._embedder.dim  # noqa: B018 - load the weights now, not on the first request
+                self._retriever = Retriever(s.retrieval.index_dir, embedder)
+            embedder.dim  # noqa: B018 - load the weights now, not on the first request
             if self._engine is None:
                 self._engine = LlamaEngine(
                     s.model_path or bundled_model_path(),

@@ -15,6 +15,9 @@ import pytest
 from corpus import write_fact_corpus
 
 from retrieval.embedder import SentenceTransformerEmbedder
+from server.logs import configure_logging
+
+configure_logging("warning", json=False)  # the in-process servers' request logs are noise here
 
 
 @pytest.fixture(scope="session")

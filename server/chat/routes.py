@@ -11,7 +11,7 @@ from .service import ChatService
 
 
 @post(
-    ["/v1/chat/completions", "/chat/completions"],
+    "/v1/chat/completions",
     status_code=200,
     summary="Create a chat completion, augmented with passages from the PDF library",
     operation_id="createChatCompletion",

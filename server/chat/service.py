@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import structlog
 
-from retrieval.search import Filters
+from retrieval.search import Filters, Mode
 
 from .. import rag
 from ..engine import Finished, GenerationRequest, TextDelta
@@ -68,7 +68,7 @@ class ChatService:
             filters = (
                 Filters(documents=options.documents) if options and options.documents else None
             )
-            mode = options.mode if options else "hybrid"
+            mode: Mode = options.mode if options else "hybrid"
             t0 = time.perf_counter()
             retriever = state.retriever
             hits = await asyncio.to_thread(retriever.search, query, top_k, filters, mode)

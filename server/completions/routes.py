@@ -11,7 +11,7 @@ from .service import CompletionService
 
 
 @post(
-    ["/v1/completions", "/completions"],
+    "/v1/completions",
     status_code=200,
     summary="Create a completion (no retrieval)",
     operation_id="createCompletion",

@@ -9,7 +9,7 @@ from .service import EmbeddingService
 
 
 @post(
-    ["/v1/embeddings", "/embeddings"],
+    "/v1/embeddings",
     status_code=200,
     summary="Create embeddings",
     operation_id="createEmbedding",

@@ -32,13 +32,13 @@ def list_models(state: AppState) -> ModelList:
     )
 
 
-@get(["/v1/models", "/models"], summary="List models", operation_id="listModels", tags=["models"])
+@get("/v1/models", summary="List models", operation_id="listModels", tags=["models"])
 async def get_models(app_state: AppState) -> ModelList:
     return list_models(app_state)
 
 
 @get(
-    ["/v1/models/{model_id:path}", "/models/{model_id:path}"],
+    "/v1/models/{model_id:path}",
     summary="Retrieve a model",
     operation_id="retrieveModel",
     tags=["models"],

@@ -18,30 +18,48 @@ def parse(body: dict) -> ChatCompletionRequest:
 
 
 def test_request_accepts_client_variants_and_ignores_unknown_fields():
-    req = parse({"messages": [{"role": "developer", "content": "sys"},
-                              {"role": "user", "content": [{"type": "text", "text": "a"},
-                                                           {"type": "image_url"}]},
-                              {"role": "user", "content": "b"}],
-                 "max_completion_tokens": 7, "stop": "END", "user": {"id": 1},
-                 "prompt_cache_key": "k", "rag": {"enabled": False}})
+    req = parse(
+        {
+            "messages": [
+                {"role": "developer", "content": "sys"},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]},
+                {"role": "user", "content": "b"},
+            ],
+            "max_completion_tokens": 7,
+            "stop": "END",
+            "user": {"id": 1},
+            "prompt_cache_key": "k",
+            "rag": {"enabled": False},
+        }
+    )
     req.validate()
-    assert req.plain_messages() == [{"role": "system", "content": "sys"},
-                                    {"role": "user", "content": "a\n\nb"}]
+    assert req.plain_messages() == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "a\n\nb"},
+    ]
     assert req.requested_max_tokens() == 7 and req.stops() == ("END",)
     assert req.rag is not None and not req.rag.enabled
     params = req.sampling_params(7)
     assert params.max_tokens == 7 and params.grammar is None
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "x", "content": "a"}]}, "messages[0].role"),
-    ({"messages": [{"role": "user", "content": "a"}], "n": 3}, "n"),
-    ({"messages": [{"role": "user", "content": "a"}], "top_p": 1.5}, "top_p"),
-    ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 0}, "max_tokens"),
-    ({"messages": [{"role": "user", "content": "a"}],
-      "response_format": {"type": "json_schema"}}, "response_format"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "x", "content": "a"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": "a"}], "n": 3}, "n"),
+        ({"messages": [{"role": "user", "content": "a"}], "top_p": 1.5}, "top_p"),
+        ({"messages": [{"role": "user", "content": "a"}], "max_tokens": 0}, "max_tokens"),
+        (
+            {
+                "messages": [{"role": "user", "content": "a"}],
+                "response_format": {"type": "json_schema"},
+            },
+            "response_format",
+        ),
+    ],
+)
 def test_invalid_requests(body, param):
     with pytest.raises(InvalidRequest) as err:
         parse(body).validate()
@@ -49,9 +67,22 @@ def test_invalid_requests(body, param):
 
 
 def test_json_schema_becomes_a_grammar():
-    req = parse({"messages": [{"role": "user", "content": "a"}], "response_format": {
-        "type": "json_schema", "json_schema": {"name": "x", "schema": {
-            "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}})
+    req = parse(
+        {
+            "messages": [{"role": "user", "content": "a"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {
+                        "type": "object",
+                        "properties": {"a": {"type": "integer"}},
+                        "required": ["a"],
+                    },
+                },
+            },
+        }
+    )
     grammar = req.grammar()
     assert grammar and "root" in grammar
 
@@ -67,13 +98,18 @@ def test_stop_matcher_holds_back_partial_stops():
 
 
 def test_sse_frames_are_one_line_json_without_ids():
-    chunk = ChatCompletionChunk(id="c1", created=1, model="m",
-                                choices=[ChunkChoice(index=0, delta=Delta(content="a\nb"))])
+    chunk = ChatCompletionChunk(
+        id="c1", created=1, model="m", choices=[ChunkChoice(index=0, delta=Delta(content="a\nb"))]
+    )
     data = frame(chunk)
     assert data.startswith(b"data: {") and data.endswith(b"}\n\n")
     assert data.count(b"\n") == 2 and b"\nid:" not in data
     body = json.loads(data[6:])
-    assert body["choices"][0] == {"index": 0, "delta": {"content": "a\nb"},
-                                  "finish_reason": None, "logprobs": None}
+    assert body["choices"][0] == {
+        "index": 0,
+        "delta": {"content": "a\nb"},
+        "finish_reason": None,
+        "logprobs": None,
+    }
     assert "sources" not in body and body["usage"] is None
     assert DONE == b"data: [DONE]\n\n"

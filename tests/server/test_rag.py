@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from fakes import FakeEngine
+
 from retrieval.search import Hit
 from server import rag
 from server.errors import ContextLengthExceeded
@@ -12,8 +12,16 @@ from server.errors import ContextLengthExceeded
 
 def hit(i: int, words: int = 10, doc: str = "a.pdf") -> Hit:
     text = " ".join(f"w{i}_{n}" for n in range(words))
-    return Hit(chunk_id=i, document=doc, page=i, page_end=i, score=1.0 / i, text=text,
-               char_start=0, char_end=len(text))
+    return Hit(
+        chunk_id=i,
+        document=doc,
+        page=i,
+        page_end=i,
+        score=1.0 / i,
+        text=text,
+        char_start=0,
+        char_end=len(text),
+    )
 
 
 def user(text: str) -> dict[str, str]:
@@ -21,8 +29,11 @@ def user(text: str) -> dict[str, str]:
 
 
 def test_search_query_adds_the_previous_turn_for_short_follow_ups():
-    msgs = [user("What did Project Falcon cost in 2024?"),
-            {"role": "assistant", "content": "4.2 million."}, user("and in 2025?")]
+    msgs = [
+        user("What did Project Falcon cost in 2024?"),
+        {"role": "assistant", "content": "4.2 million."},
+        user("and in 2025?"),
+    ]
     assert rag.search_query(msgs) == "What did Project Falcon cost in 2024?\nand in 2025?"
     long = "Please tell me who the project manager of Project Orchid in Daejeon is"
     assert rag.search_query([user("x"), user(long)]) == long
@@ -38,16 +49,21 @@ def test_background_calls_are_recognised():
 
 def test_sources_go_into_the_last_user_turn_numbered_best_first():
     engine = FakeEngine(n_ctx=1000)
-    history = [{"role": "system", "content": "Be brief."}, user("first question"),
-               {"role": "assistant", "content": "first answer"}, user("second question")]
+    history = [
+        {"role": "system", "content": "Be brief."},
+        user("first question"),
+        {"role": "assistant", "content": "first answer"},
+        user("second question"),
+    ]
     packed = rag.pack(engine, history, [hit(1), hit(2)], None, 50)
     assert [s.index for s in packed.sources] == [1, 2]
     assert packed.max_tokens == 50
     prefix = engine.tokenize(engine.render_chat(history[:-1]))[:-1]  # minus "<assistant>"
     # the history before the last turn is untouched (a stable prefix for the KV cache)
     assert packed.prompt_tokens[: len(prefix)] == prefix
-    last = rag.augmented_turn("second question", [rag.source_block(1, hit(1)),
-                                                  rag.source_block(2, hit(2))])
+    last = rag.augmented_turn(
+        "second question", [rag.source_block(1, hit(1)), rag.source_block(2, hit(2))]
+    )
     assert "[1] (a.pdf, page 1)" in last and last.endswith("Question: second question")
     assert packed.prompt_tokens == engine.chat_tokens([*history[:-1], user(last)])
 

@@ -10,7 +10,6 @@ import time
 
 import httpx
 import openai
-
 from helpers import ROOT
 from liveserver import free_port
 
@@ -18,11 +17,21 @@ from liveserver import free_port
 def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
     port = free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_API_KEYS": "s3cret",
-           "RAGSERVE_INDEX_DIR": str(index_dir), "RAGSERVE_N_CTX": "1024"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RAGSERVE_API_KEYS": "s3cret",
+        "RAGSERVE_INDEX_DIR": str(index_dir),
+        "RAGSERVE_N_CTX": "1024",
+    }
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -42,8 +51,10 @@ def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
             time.sleep(0.2)
         client = openai.OpenAI(base_url=url + "/v1", api_key="s3cret", max_retries=0)
         resp = client.chat.completions.create(
-            model=client.models.list().data[0].id, max_tokens=5,
-            messages=[{"role": "user", "content": "What is the budget of Project Falcon?"}])
+            model=client.models.list().data[0].id,
+            max_tokens=5,
+            messages=[{"role": "user", "content": "What is the budget of Project Falcon?"}],
+        )
         assert resp.model_extra["sources"][0]["document"] == "falcon.pdf"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,60 @@
+# ragserve: `make run` serves the bundled demo, `make test` runs the tests.
+# Each creates .venv on first use (llama-cpp-python compiles once; pip caches the wheel).
+
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+PIP      := $(PY) -m pip
+STAMP    := $(VENV)/.installed
+# A CPU torch keeps the install small. Elsewhere: make run TORCH_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH       ?= torch==2.13.0
+TORCH_FLAGS ?=
+HOST     ?= 127.0.0.1
+PORT     ?= 8000
+DATA     ?= data
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test lint typecheck spec spec-check hadolint compose-check ci bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check $(TORCH_FLAGS) "$(TORCH)"
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## ingest the sample corpus (incremental) and serve it on http://$(HOST):$(PORT)/v1
+	$(VENV)/bin/ragserve ingest samples --index $(DATA)/index
+	$(VENV)/bin/ragserve serve --index $(DATA)/index --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## the test suite (real models, real server, real PDFs)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+spec: $(STAMP)  ## regenerate openapi/openapi.json from the app
+	$(PY) -m server.openapi write
+
+spec-check: $(STAMP)
+	$(PY) -m server.openapi check
+
+hadolint: $(STAMP)
+	$(VENV)/bin/hadolint Dockerfile
+
+compose-check: $(STAMP)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+
+ci: test lint typecheck spec-check hadolint compose-check
+
+bench: $(STAMP)
+	$(PY) bench/ingest_bench.py
+	$(PY) bench/embed_bench.py
+	$(PY) bench/retrieval_bench.py
+	$(PY) bench/serve_bench.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .mypy_cache
