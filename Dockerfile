@@ -1,15 +1,20 @@
 # syntax=docker/dockerfile:1
 # ragserve: llama.cpp on CUDA for chat, CPU torch for embeddings (unless TORCH_CUDA=1).
+# No model weights inside: the GGUF comes from the /models volume (RAGSERVE_MODEL), the
+# embedding model from the hub into /data/hf on first start, or from a mounted folder.
 #   docker build -t ragserve .
 #   docker run --gpus all -p 8000:8000 -v ./models:/models -v ragserve-data:/data ragserve
 ARG CUDA_VERSION=12.6.3
 ARG UBUNTU=ubuntu24.04
+# cuBLAS from PyPI, matching CUDA_VERSION's major.minor
+ARG CUBLAS_SPEC="nvidia-cublas-cu12==12.6.4.1"
 
 # --- builder: compile llama-cpp-python against CUDA, collect every wheel -------------
 FROM nvidia/cuda:${CUDA_VERSION}-devel-${UBUNTU} AS builder
 ARG CUDA_ARCHITECTURES="80;86;89;90"
 ARG LLAMA_CPP_PYTHON_VERSION=0.3.36
 ARG TORCH_CUDA=0
+ARG CUBLAS_SPEC
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential cmake ninja-build git \
@@ -29,10 +34,11 @@ COPY pyproject.toml README.md ./
 COPY server ./server
 COPY retrieval ./retrieval
 COPY ingest ./ingest
-RUN pip wheel --wheel-dir /wheels --find-links /wheels ".[demo]" nvidia-cublas-cu12
+RUN pip wheel --wheel-dir /wheels --find-links /wheels . "${CUBLAS_SPEC}"
 
 # --- runtime: CUDA base (driver glue only) + cuBLAS + the wheels --------------------
 FROM nvidia/cuda:${CUDA_VERSION}-base-${UBUNTU} AS runtime
+ARG CUBLAS_SPEC
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 HF_HOME=/data/hf \
     RAGSERVE_HOST=0.0.0.0 RAGSERVE_PORT=8000 RAGSERVE_INDEX_DIR=/data/index
@@ -41,7 +47,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels ragserve[demo] nvidia-cublas-cu12
+ && /opt/venv/bin/pip install --no-index --find-links /wheels ragserve "${CUBLAS_SPEC}"
 # llama.cpp finds cuBLAS in the pip wheel; libcuda itself is mounted by the NVIDIA runtime
 ENV PATH=/opt/venv/bin:$PATH \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.12/site-packages/nvidia/cublas/lib

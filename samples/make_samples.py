@@ -25,7 +25,8 @@ DOCS = {
         ],
         [
             "Milestones",
-            "In March 2025, 120 new river-level sensors were installed between Seoul and Yangpyeong.",
+            "In March 2025, 120 new river-level sensors were installed between Seoul and "
+            "Yangpyeong.",
             "In September 2025, the warning time for residents improved from 40 to 95 minutes.",
             "The steering committee meets every first Tuesday of the month in Daejeon.",
         ],

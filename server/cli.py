@@ -12,7 +12,7 @@ from retrieval import cli as search_cli
 from retrieval.errors import IngestLocked, RagserveError
 
 from .logs import configure_logging
-from .settings import add_serve_arguments, settings_from_args
+from .settings import add_serve_arguments, bundled_model_path, settings_from_args
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -50,8 +50,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
-    if settings.model_path is not None and not settings.model_path.is_file():
-        print(f"ragserve serve: model file not found: {settings.model_path}", file=sys.stderr)
+    try:
+        model = settings.model_path or bundled_model_path()
+    except FileNotFoundError as exc:
+        print(f"ragserve serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not model.is_file():
+        print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
         return EXIT_USAGE
     app = create_app(settings)
     auth = "API key required" if settings.api_keys else "no API key"

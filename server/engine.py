@@ -45,6 +45,7 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF
+    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
 
 
 class GenerationRequest(msgspec.Struct, frozen=True):
@@ -332,7 +333,7 @@ class LlamaEngine:
                 if job.cancelled.is_set():
                     reason = "cancelled"
                     break
-                if self._lib.llama_vocab_is_eog(self._vocab, token):
+                if not p.ignore_eos and self._lib.llama_vocab_is_eog(self._vocab, token):
                     reason = "stop"
                     break
                 n += 1

@@ -61,6 +61,7 @@ class ChatCompletionRequest(Request):
     top_k: int | None = None
     min_p: float | None = None
     repeat_penalty: float | None = None
+    ignore_eos: bool = False
     rag: RagOptions | None = None
 
     def validate(self) -> None:
@@ -140,6 +141,7 @@ class ChatCompletionRequest(Request):
             seed=self.seed,
             stop=self.stops(),
             grammar=self.grammar(),
+            ignore_eos=self.ignore_eos,
         )
 
     def plain_messages(self) -> list[dict[str, str]]:

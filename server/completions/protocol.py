@@ -31,6 +31,7 @@ class CompletionRequest(Request):
     top_k: int | None = None
     min_p: float | None = None
     repeat_penalty: float | None = None
+    ignore_eos: bool = False
 
     def prompt_text(self) -> str | list[int]:
         p = self.prompt
@@ -73,6 +74,7 @@ class CompletionRequest(Request):
             repeat_penalty=self.repeat_penalty or 1.0,
             seed=self.seed,
             stop=stop,
+            ignore_eos=self.ignore_eos,
         )
 
 

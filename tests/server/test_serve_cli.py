@@ -62,3 +62,10 @@ def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
     text = log.read_text()
     assert "layers_offloaded" in text and "s3cret" not in text
     assert f"http://127.0.0.1:{port}/v1" in text
+
+
+def test_serve_with_a_missing_model_exits_with_a_message():
+    from helpers import ragserve
+
+    out = ragserve("serve", "--model", "/nonexistent/model.gguf", timeout=60)
+    assert out.returncode == 2 and "model file not found" in out.stderr

@@ -1,0 +1,225 @@
+"""The served path against raw llama-cpp-python, in one run on this machine.
+
+    python bench/serve_bench.py [--tokens 128] [--repeat 5] [--model PATH.gguf]
+
+Measures:
+  * start-up: process start -> /health answers, and -> /health/ready (model + index);
+  * decode tok/s of one stream through HTTP (/v1/completions, same prompt tokens,
+    ignore_eos) against raw `Llama.generate` of the same prompt (target >= 0.95x);
+  * TTFT added by retrieval and prompt assembly: the same chat request with RAG on and
+    off, each sent twice in a row so the prompt is in the KV cache the second time and
+    TTFT is retrieval + assembly + one decode step (target <= 30 ms added);
+  * peak RSS of the server process.
+Medians of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _common import ROOT, median, report
+
+PROMPT = (
+    "The following is a detailed report about the history of river management in "
+    "Korea, covering dams, levees, sensors and warning systems.\n\n"
+)
+QUESTION = "What was the budget of Project Falcon in 2025, and who manages it?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_decode_rate(model: Path, tokens: int, threads: int, n_ctx: int) -> float:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        str(model),
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=True,
+        verbose=False,
+    )
+    prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
+    rates = []
+    for _ in range(3):
+        llm.reset()
+        n, first = 0, None
+        for _tok in llm.generate(prompt, temp=0.0, top_k=40, top_p=1.0, min_p=0.05):
+            if first is None:
+                first = time.perf_counter()
+            n += 1
+            if n >= tokens:
+                break
+        rates.append((n - 1) / (time.perf_counter() - first))
+    del llm
+    return median(rates)
+
+
+def stream(client: httpx.Client, path: str, body: dict) -> tuple[float, float, int]:
+    """(ttft s, decode tok/s, chunks) of one streamed request, timed at the client."""
+    started = time.perf_counter()
+    first = last = None
+    chunks = 0
+    with client.stream("POST", path, json=body) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            data = json.loads(line[6:])
+            choice = (data.get("choices") or [{}])[0]
+            piece = choice.get("text") or (choice.get("delta") or {}).get("content")
+            if piece:
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                chunks += 1
+    assert first is not None and last is not None
+    rate = (chunks - 1) / (last - first) if chunks > 1 and last > first else 0.0
+    return first - started, rate, chunks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    args = ap.parse_args()
+    from server.settings import bundled_model_path
+
+    model = args.model or bundled_model_path()
+    threads = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="ragserve-serve-bench-"))
+    index = work / "index"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "ingest",
+            str(ROOT / "samples"),
+            "--index",
+            str(index),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+
+    raw = raw_decode_rate(model, args.tokens, threads, args.n_ctx)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--index",
+            str(index),
+            "--model",
+            str(model),
+            "--n-ctx",
+            str(args.n_ctx),
+            "--model-alias",
+            "m",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        live = ready = None
+        with httpx.Client(base_url=url, timeout=300) as client:
+            while ready is None:
+                try:
+                    if live is None and client.get("/health").status_code == 200:
+                        live = time.perf_counter() - started
+                    if live is not None and client.get("/health/ready").status_code == 200:
+                        ready = time.perf_counter() - started
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.01)
+                assert proc.poll() is None, "server exited"
+            print(
+                f"start-up: /health answered after {live:.2f} s (target <= 1 s), "
+                f"ready after {ready:.2f} s"
+            )
+
+            served = []
+            for _ in range(args.repeat):
+                _, rate, chunks = stream(
+                    client,
+                    "/v1/completions",
+                    {
+                        "model": "m",
+                        "prompt": PROMPT,
+                        "max_tokens": args.tokens,
+                        "stream": True,
+                        "temperature": 0,
+                        "ignore_eos": True,
+                    },
+                )
+                served.append(rate)
+            report(
+                f"decode tok/s, 1 stream, {args.tokens} tokens",
+                median(served),
+                raw,
+                "tok/s",
+                "target >= 0.95x (raw llama-cpp-python)",
+            )
+
+            def ttft(model_id: str) -> float:
+                body = {
+                    "model": model_id,
+                    "max_tokens": 4,
+                    "stream": True,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": QUESTION}],
+                }
+                stream(client, "/v1/chat/completions", body)  # fills the KV cache
+                return stream(client, "/v1/chat/completions", body)[0]
+
+            on, off = [], []
+            for _ in range(args.repeat):
+                on.append(ttft("m"))
+                off.append(ttft("m-norag"))
+            added = (median(on) - median(off)) * 1000
+            print(
+                f"TTFT with a cached prompt: RAG on {median(on) * 1000:.1f} ms, RAG off "
+                f"{median(off) * 1000:.1f} ms: retrieval + assembly add {added:.1f} ms "
+                f"(target <= 30 ms)"
+            )
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+        print(
+            f"server peak RSS: {int(hwm.split()[1]) / 1024:.0f} MiB "
+            f"(model {model.stat().st_size / 2**20:.0f} MiB on disk)"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
