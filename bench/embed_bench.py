@@ -21,7 +21,24 @@ def main() -> None:
     from retrieval.embedder import SentenceTransformerEmbedder
 
     rng = random.Random(0)
-    words = ["budget", "contract", "schedule", "계약", "금액", "사업", "담당자", "report", "project", "inspection", "payment", "quarterly", "일정", "보고서", "설계", "공사"]
+    words = [
+        "budget",
+        "contract",
+        "schedule",
+        "계약",
+        "금액",
+        "사업",
+        "담당자",
+        "report",
+        "project",
+        "inspection",
+        "payment",
+        "quarterly",
+        "일정",
+        "보고서",
+        "설계",
+        "공사",
+    ]
     texts = [
         " ".join(rng.choice(words) for _ in range(rng.randint(80, 160))) for _ in range(args.chunks)
     ]

@@ -168,7 +168,7 @@ def main() -> None:
 
             served = []
             for _ in range(args.repeat):
-                _, rate, chunks = stream(
+                _, rate, _chunks = stream(
                     client,
                     "/v1/completions",
                     {
