@@ -14,7 +14,7 @@ from _common import median, report
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--chunks", type=int, default=2000)
+    ap.add_argument("--chunks", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     args = ap.parse_args()

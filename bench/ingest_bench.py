@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument(
         "--full-ingest-files",
         type=int,
-        default=150,
+        default=30,
         help="files for the end-to-end ingest (embedding dominates on CPU)",
     )
     args = ap.parse_args()

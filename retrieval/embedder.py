@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from pathlib import Path
@@ -121,8 +122,9 @@ class SentenceTransformerEmbedder:
                 raise ValueError(f"embedding model {self.name_or_path!r} reports no dimension")
             self._dim = int(dim)
             self._max_tokens = int(model.max_seq_length or 512)
-            self._tokenizer = model.tokenizer
-            # Chunking tokenizes whole documents; the model limit only applies to encode().
+            # Chunking tokenizes whole documents, so it gets its own copy without the model's
+            # length limit; encode() keeps the original, which truncates to max_seq_length.
+            self._tokenizer = copy.deepcopy(model.tokenizer)
             self._tokenizer.model_max_length = 10**9
             self._model = model
             log.info(

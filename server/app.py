@@ -87,7 +87,10 @@ async def ready(app_state: AppState) -> Readiness:
 )
 async def metrics(app_state: AppState) -> Response[bytes]:
     if app_state.ready:
-        app_state.metrics.queue_depth.set(app_state.engine.queue_depth)
+        m, manifest = app_state.metrics, app_state.retriever.version.manifest
+        m.queue_depth.set(app_state.engine.queue_depth)
+        m.index_chunks.set(manifest.chunks)
+        m.index_documents.set(manifest.documents)
     return Response(
         app_state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .app import create_app
+    from .boot import BootApp
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
@@ -58,11 +58,11 @@ def run_serve(args: argparse.Namespace) -> int:
     if not model.is_file():
         print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
         return EXIT_USAGE
-    app = create_app(settings)
+    app = BootApp(settings)
     auth = "API key required" if settings.api_keys else "no API key"
     print(
         f"ragserve: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
-        f"model {app.state.model_id}, index {settings.retrieval.index_dir}",
+        f"model {model.name}, index {settings.retrieval.index_dir}",
         file=sys.stderr,
         flush=True,
     )

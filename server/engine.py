@@ -14,6 +14,7 @@ import ctypes
 import os
 import queue
 import random
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -128,10 +129,34 @@ class _Job:
         self.loop = loop
         self.events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         self.cancelled = threading.Event()
+        self._text: list[str] = []
+        self._text_lock = threading.Lock()
 
     def emit(self, event: GenerationEvent | BaseException) -> None:
+        self._flush_text()
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def emit_text(self, text: str) -> None:
+        """Queue text; the event loop is woken only when it has taken the previous text,
+        so a busy loop gets fewer, larger deltas instead of one wake-up per token."""
+        with self._text_lock:
+            wake = not self._text
+            self._text.append(text)
+        if wake and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._deliver_text)
+
+    def _deliver_text(self) -> None:  # runs on the event loop
+        with self._text_lock:
+            text, self._text = "".join(self._text), []
+        if text:
+            self.events.put_nowait(TextDelta(text))
+
+    def _flush_text(self) -> None:
+        with self._text_lock:
+            pending = bool(self._text)
+        if pending and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._deliver_text)
 
 
 def default_gpu_layers() -> int:
@@ -173,6 +198,10 @@ class LlamaEngine:
             verbose=False,
         )
         self._lib = llama_cpp
+        self._pieces: dict[int, bytes] = {}
+        # The worker needs the GIL between decode steps; with the default 5 ms switch
+        # interval, the event loop thread can hold it for most of a token's time budget.
+        sys.setswitchinterval(0.0005)
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.model_id = model_id
         self.n_ctx = self._llm.n_ctx()
@@ -215,6 +244,13 @@ class LlamaEngine:
         return self._piece_bytes(token, special).decode("utf-8", errors="replace")
 
     def _piece_bytes(self, token: int, special: bool = False) -> bytes:
+        key = token if not special else -token - 1
+        piece = self._pieces.get(key)
+        if piece is None:
+            piece = self._pieces[key] = self._token_to_piece(token, special)
+        return piece
+
+    def _token_to_piece(self, token: int, special: bool) -> bytes:
         buf = ctypes.create_string_buffer(64)
         n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
@@ -339,7 +375,7 @@ class LlamaEngine:
                 n += 1
                 text, stopped = stops.feed(decoder.decode(self._piece_bytes(token)))
                 if text:
-                    job.emit(TextDelta(text))
+                    job.emit_text(text)
                 if stopped:
                     reason = "stop"
                     break
@@ -348,7 +384,7 @@ class LlamaEngine:
         tail = stops.flush() if reason != "stop" else ""
         tail += decoder.decode(b"", final=True) if reason != "stop" else ""
         if tail and reason != "cancelled":
-            job.emit(TextDelta(tail))
+            job.emit_text(tail)
         ended = time.perf_counter()
         done = Finished(
             finish_reason=reason,

@@ -53,7 +53,7 @@ class ChatService:
         req.validate()
         state, s = self.state, self.state.settings
         rag_on = state.resolve_chat_model(req.model)
-        engine = state.engine
+        _ = state.engine  # 503 before any work while the model is still loading
         messages = req.plain_messages()
         options = req.rag
         if options is not None and not options.enabled:
@@ -61,39 +61,17 @@ class ChatService:
         if rag_on and rag.is_background_call(messages):
             rag_on = False
             log.info("rag.skipped", reason="background call")
-        hits = []
+        sampling = req.sampling_params(1)  # validates response_format before any work
+        search = None
         if rag_on:
-            query = rag.search_query(messages)
             top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
             filters = (
                 Filters(documents=options.documents) if options and options.documents else None
             )
             mode: Mode = options.mode if options else "hybrid"
-            t0 = time.perf_counter()
-            retriever = state.retriever
-            hits = await asyncio.to_thread(retriever.search, query, top_k, filters, mode)
-            elapsed = time.perf_counter() - t0
-            state.metrics.retrieval.observe(elapsed)
-            manifest = retriever.version.manifest
-            state.metrics.index_chunks.set(manifest.chunks)
-            state.metrics.index_documents.set(manifest.documents)
-            log.info(
-                "retrieval.done",
-                k=top_k,
-                hits=len(hits),
-                ms=round(elapsed * 1000, 1),
-                documents=sorted({h.document for h in hits}),
-            )
-        sampling = req.sampling_params(1)  # validates response_format before packing
-        packed = await asyncio.to_thread(
-            rag.pack,
-            engine,
-            messages,
-            hits,
-            req.requested_max_tokens(),
-            s.default_max_tokens,
-            self.memory if rag_on else None,
-        )
+            search = (rag.search_query(messages), top_k, filters, mode)
+        # one hop to a worker thread for retrieval and packing: both are CPU-bound
+        packed = await asyncio.to_thread(self._retrieve_and_pack, req, messages, search)
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
             log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
@@ -115,6 +93,36 @@ class ChatService:
             append_sources=append and bool(packed.sources) and sampling.grammar is None,
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             started=started,
+        )
+
+    def _retrieve_and_pack(
+        self,
+        req: ChatCompletionRequest,
+        messages: list[dict[str, str]],
+        search: tuple[str, int, Filters | None, Mode] | None,
+    ) -> rag.Packed:
+        state, s = self.state, self.state.settings
+        hits = []
+        if search is not None:
+            t0 = time.perf_counter()
+            retriever = state.retriever
+            hits = retriever.search(*search)
+            elapsed = time.perf_counter() - t0
+            state.metrics.retrieval.observe(elapsed)
+            log.info(
+                "retrieval.done",
+                k=search[1],
+                hits=len(hits),
+                ms=round(elapsed * 1000, 1),
+                documents=sorted({h.document for h in hits}),
+            )
+        return rag.pack(
+            state.engine,
+            messages,
+            hits,
+            req.requested_max_tokens(),
+            s.default_max_tokens,
+            self.memory if search is not None else None,
         )
 
     async def _events(self, p: Prepared) -> AsyncIterator[TextDelta | Finished]:

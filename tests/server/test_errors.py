@@ -264,6 +264,16 @@ def test_disconnect_stops_generation_and_the_queue_moves_on(server, http):
         assert time.monotonic() < deadline, http.get("/metrics").text[-3000:]
         time.sleep(0.1)
     assert time.monotonic() - started < 60
+    metrics = http.get("/metrics").text
+    for name in (
+        "ragserve_requests_total",
+        "ragserve_time_to_first_token_seconds_bucket",
+        "ragserve_tokens_total",
+        "ragserve_queue_depth",
+        "ragserve_retrieval_seconds",
+        "ragserve_index_chunks 3.0",
+    ):
+        assert name in metrics, name
 
 
 def test_error_after_stream_started_is_an_error_frame(index_dir, retriever):

@@ -152,6 +152,8 @@ def test_embeddings_base64_default_equals_float(client, embedder):
     assert vec.shape == (384,) and abs(np.linalg.norm(vec) - 1) < 1e-4
     short = client.embeddings.create(model="x", input="hi", dimensions=64, encoding_format="float")
     assert len(short.data[0].embedding) == 64
+    long = client.embeddings.create(model="x", input="budget " * 2000)  # over 512 tokens
+    assert len(long.data[0].embedding) == 384
     with pytest.raises(openai.BadRequestError, match="token-id input"):
         client.embeddings.create(model="x", input=[[1, 2, 3]])
 
