@@ -12,7 +12,12 @@ from retrieval import cli as search_cli
 from retrieval.errors import IngestLocked, RagserveError
 
 from .logs import configure_logging
-from .settings import add_serve_arguments, bundled_model_path, settings_from_args
+from .settings import (
+    add_serve_arguments,
+    bundled_model_path,
+    model_id_for,
+    settings_from_args,
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -62,7 +67,8 @@ def run_serve(args: argparse.Namespace) -> int:
     auth = "API key required" if settings.api_keys else "no API key"
     print(
         f"ragserve: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
-        f"model {model.name}, index {settings.retrieval.index_dir}",
+        f"model {settings.model_alias or model_id_for(model)}, "
+        f"index {settings.retrieval.index_dir}",
         file=sys.stderr,
         flush=True,
     )

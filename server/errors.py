@@ -135,6 +135,6 @@ def handle_exception(request: Request, exc: Exception) -> Response:
     err = to_ragserve_error(exc)
     if err.status >= 500 and not isinstance(exc, RagserveError):
         log.exception("request.failed", path=request.url.path)
-    elif err.status >= 500:
+    elif err.status >= 500 and not isinstance(err, NotReady):  # 503 while loading is normal
         log.error("request.failed", path=request.url.path, error=err.message, code=err.code)
     return error_response(err)
