@@ -103,6 +103,8 @@ def main() -> None:
         )
         report("extraction MB/s", median(pool) * mb / pages, median(base) * mb / pages, "MB/s")
 
+        if args.full_ingest_files <= 0:
+            return
         from ingest.pipeline import IngestOptions, run_ingest
         from retrieval.embedder import SentenceTransformerEmbedder
 

@@ -74,6 +74,7 @@ _NON_SPACE = re.compile(r"\S")
 _HANGUL_HAN_SWITCH = re.compile(
     r"(?=[\uac00-\ud7a3][\u4e00-\u9fff]|[\u4e00-\u9fff][\uac00-\ud7a3])"
 )
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 _CJK_PAIR = re.compile(r"(?=[\uac00-\ud7a3\u4e00-\u9fff]{2})")
 
 
@@ -82,6 +83,8 @@ def garbage_score(text: str) -> float:
 
     Regular expressions keep this at C speed: it runs on every extracted page.
     """
+    if not _UNCOMMON.search(text) and not _HAN.search(text):
+        return 0.0  # the common case, one scan: nothing outside common scripts, no Han
     total = len(_NON_SPACE.findall(text))
     if not total:
         return 0.0

@@ -172,12 +172,13 @@ def _page_text(reader, pdfium: _Pdfium, index: int, result: ExtractResult) -> st
                 raise _LimitReached(str(exc)[:200]) from exc
             result.page_errors += 1
             text = ""
-    if reader is None or looks_garbled(text) or (not text and result.page_errors):
+    garbled = looks_garbled(text)
+    if reader is None or garbled or (not text and result.page_errors):
         try:
             alt = clean_text(pdfium.page_text(index))
         except Exception:
             alt = ""
-        if text and looks_garbled(text):
+        if text and garbled:
             if alt and garbage_score(alt) < garbage_score(text) and not looks_garbled(alt):
                 result.reextracted_pages += 1
                 return alt
