@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from .engine import Finished
+
 
 class Request(msgspec.Struct, kw_only=True):
     """Base of request bodies: unknown fields are accepted and ignored."""
@@ -24,6 +26,16 @@ class Usage(Response):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+
+
+def usage_of(done: Finished) -> Usage:
+    """The usage block of a finished generation (cached prompt tokens included)."""
+    return Usage(
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        total_tokens=done.prompt_tokens + done.completion_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=done.cached_tokens),
+    )
 
 
 class StreamOptions(Request):

@@ -14,7 +14,7 @@ from retrieval.search import Filters, Mode
 
 from .. import rag
 from ..engine import Finished, GenerationRequest, TextDelta
-from ..protocol import PromptTokensDetails, Source, Usage
+from ..protocol import Source, usage_of
 from ..sse import DONE, KEEPALIVE, error_frame, frame, with_keepalive
 from ..state import AppState
 from .protocol import (
@@ -152,15 +152,6 @@ class ChatService:
             total_ms=round((time.perf_counter() - p.started) * 1000),
         )
 
-    @staticmethod
-    def _usage(done: Finished) -> Usage:
-        return Usage(
-            prompt_tokens=done.prompt_tokens,
-            completion_tokens=done.completion_tokens,
-            total_tokens=done.prompt_tokens + done.completion_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=done.cached_tokens),
-        )
-
     async def complete(self, p: Prepared) -> ChatCompletion:
         parts: list[str] = []
         done: Finished | None = None
@@ -181,7 +172,7 @@ class ChatService:
                     finish_reason=done.finish_reason,
                 )
             ],
-            usage=self._usage(done),
+            usage=usage_of(done),
             sources=p.sources,
         )
 
@@ -214,7 +205,7 @@ class ChatService:
                                 created=p.created,
                                 model=p.model,
                                 choices=[],
-                                usage=self._usage(event),
+                                usage=usage_of(event),
                             )
                         )
             yield DONE

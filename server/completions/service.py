@@ -11,8 +11,8 @@ import msgspec
 from retrieval.errors import InvalidRequest
 
 from .. import rag
-from ..engine import Finished, GenerationRequest, TextDelta
-from ..protocol import PromptTokensDetails, Usage
+from ..engine import GenerationRequest, TextDelta
+from ..protocol import Usage, usage_of
 from ..sse import DONE, KEEPALIVE, error_frame, frame, with_keepalive
 from ..state import AppState
 from .protocol import Completion, CompletionChoice, CompletionRequest
@@ -77,15 +77,6 @@ class CompletionService:
             choices=[CompletionChoice(text=text, finish_reason=finish)] if choices else [],
         )
 
-    @staticmethod
-    def _usage(done: Finished) -> Usage:
-        return Usage(
-            prompt_tokens=done.prompt_tokens,
-            completion_tokens=done.completion_tokens,
-            total_tokens=done.prompt_tokens + done.completion_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=done.cached_tokens),
-        )
-
     async def complete(self, p: PreparedCompletion) -> Completion:
         parts = [p.echo]
         done = None
@@ -95,7 +86,7 @@ class CompletionService:
             else:
                 done = event
         assert done is not None
-        return self._chunk(p, "".join(parts), done.finish_reason, self._usage(done))
+        return self._chunk(p, "".join(parts), done.finish_reason, usage_of(done))
 
     async def stream(self, p: PreparedCompletion) -> AsyncIterator[bytes]:
         try:
@@ -110,7 +101,7 @@ class CompletionService:
                 else:
                     yield frame(self._chunk(p, "", event.finish_reason))
                     if p.include_usage:
-                        yield frame(self._chunk(p, "", usage=self._usage(event), choices=False))
+                        yield frame(self._chunk(p, "", usage=usage_of(event), choices=False))
             yield DONE
         except Exception as exc:
             yield error_frame(exc)
