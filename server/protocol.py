@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .engine import Finished
+from .engine import Finished, SamplingParams
 
 
 class Request(msgspec.Struct, kw_only=True):
@@ -26,6 +26,36 @@ class Usage(Response):
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+
+
+def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
+    """`stop` as clients send it (a string, a list, or nothing) as a tuple."""
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def sampling_from(req: Any, max_tokens: int, grammar: str | None = None) -> SamplingParams:
+    """SamplingParams from a chat or legacy completion request (their shared fields)."""
+    d = SamplingParams()
+
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=pick(req.temperature, d.temperature),
+        top_p=pick(req.top_p, d.top_p),
+        top_k=pick(req.top_k, d.top_k),
+        min_p=pick(req.min_p, d.min_p),
+        presence_penalty=pick(req.presence_penalty, d.presence_penalty),
+        frequency_penalty=pick(req.frequency_penalty, d.frequency_penalty),
+        repeat_penalty=pick(req.repeat_penalty, d.repeat_penalty),
+        seed=req.seed,
+        stop=stop_strings(req.stop),
+        grammar=grammar,
+        ignore_eos=req.ignore_eos,
+    )
 
 
 def usage_of(done: Finished) -> Usage:

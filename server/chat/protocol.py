@@ -10,7 +10,17 @@ import msgspec
 from retrieval.errors import InvalidRequest
 
 from ..engine import SamplingParams
-from ..protocol import RagOptions, Request, Response, Source, StreamOptions, Usage, text_of
+from ..protocol import (
+    RagOptions,
+    Request,
+    Response,
+    Source,
+    StreamOptions,
+    Usage,
+    sampling_from,
+    stop_strings,
+    text_of,
+)
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -106,9 +116,7 @@ class ChatCompletionRequest(Request):
         return self.max_completion_tokens or self.max_tokens
 
     def stops(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        return stop_strings(self.stop)
 
     def grammar(self) -> str | None:
         """GBNF for `response_format`, built by llama.cpp's JSON-schema converter."""
@@ -128,21 +136,7 @@ class ChatCompletionRequest(Request):
             ) from exc
 
     def sampling_params(self, max_tokens: int) -> SamplingParams:
-        defaults = SamplingParams()
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=_or(self.temperature, defaults.temperature),
-            top_p=_or(self.top_p, defaults.top_p),
-            top_k=_or(self.top_k, defaults.top_k),
-            min_p=_or(self.min_p, defaults.min_p),
-            presence_penalty=_or(self.presence_penalty, 0.0),
-            frequency_penalty=_or(self.frequency_penalty, 0.0),
-            repeat_penalty=_or(self.repeat_penalty, 1.0),
-            seed=self.seed,
-            stop=self.stops(),
-            grammar=self.grammar(),
-            ignore_eos=self.ignore_eos,
-        )
+        return sampling_from(self, max_tokens, self.grammar())
 
     def plain_messages(self) -> list[dict[str, str]]:
         """Messages as the chat template wants them: text only, same-role runs merged."""
@@ -162,10 +156,6 @@ class ChatCompletionRequest(Request):
 def _check_range(value: float | None, lo: float, hi: float, name: str) -> None:
     if value is not None and not lo <= value <= hi:
         raise InvalidRequest(f"{name} must be between {lo} and {hi}", param=name)
-
-
-def _or(value, default):
-    return default if value is None else value
 
 
 class AssistantMessage(Response):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from retrieval.errors import InvalidRequest
 
 from ..engine import SamplingParams
-from ..protocol import Request, Response, StreamOptions, Usage
+from ..protocol import Request, Response, StreamOptions, Usage, sampling_from
 
 
 class CompletionRequest(Request):
@@ -57,25 +57,7 @@ class CompletionRequest(Request):
             raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
 
     def sampling_params(self, max_tokens: int) -> SamplingParams:
-        d = SamplingParams()
-        stop = (
-            ()
-            if self.stop is None
-            else ((self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
-        )
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=d.temperature if self.temperature is None else self.temperature,
-            top_p=d.top_p if self.top_p is None else self.top_p,
-            top_k=d.top_k if self.top_k is None else self.top_k,
-            min_p=d.min_p if self.min_p is None else self.min_p,
-            presence_penalty=self.presence_penalty or 0.0,
-            frequency_penalty=self.frequency_penalty or 0.0,
-            repeat_penalty=self.repeat_penalty or 1.0,
-            seed=self.seed,
-            stop=stop,
-            ignore_eos=self.ignore_eos,
-        )
+        return sampling_from(self, max_tokens)
 
 
 class CompletionChoice(Response):
