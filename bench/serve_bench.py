@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,18 +27,13 @@ from pathlib import Path
 
 import httpx
 from _common import ROOT, median, report
+from liveserver import free_port  # tests/ is on sys.path via _common
 
 PROMPT = (
     "The following is a detailed report about the history of river management in "
     "Korea, covering dams, levees, sensors and warning systems.\n\n"
 )
 QUESTION = "What was the budget of Project Falcon in 2025, and who manages it?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def raw_decode_rate(model: Path, tokens: int, threads: int, n_ctx: int) -> float:

@@ -141,13 +141,15 @@ def pack(
 ) -> Packed:
     """Fit as many hits as the context allows into the last user turn, best first."""
     plain = messages
+    base: list[int] | None = None
     if memory is not None:
         restored = memory.restore(messages)
         if restored != messages:
             tokens = engine.chat_tokens(restored)
             if len(tokens) + (requested_max_tokens or 1) <= engine.n_ctx:
-                messages = restored  # earlier sources fit: keep the cached prefix
-    base = engine.chat_tokens(messages)
+                messages, base = restored, tokens  # earlier sources fit: keep the cached prefix
+    if base is None:
+        base = engine.chat_tokens(messages)
     max_tokens = plan_max_tokens(engine, len(base), requested_max_tokens, default_max_tokens)
     if not hits or messages[-1]["role"] != "user":
         return Packed(base, max_tokens, [], len(hits))
