@@ -154,27 +154,35 @@ def pack(
     if not hits or messages[-1]["role"] != "user":
         return Packed(base, max_tokens, [], len(hits))
     question = messages[-1]["content"]
-    frame = engine.chat_tokens(
-        [*messages[:-1], {"role": "user", "content": augmented_turn(question, [])}]
-    )
-    budget = engine.n_ctx - max_tokens - len(frame) - 8  # 8: token merges at block edges
-    blocks: list[str] = []
-    used: list[Hit] = []
-    for hit in hits:
-        block = source_block(len(blocks) + 1, hit)
-        cost = len(engine.tokenize(block)) + 1
-        if cost > budget:
-            continue  # a shorter hit further down may still fit
-        budget -= cost
-        blocks.append(block)
-        used.append(hit)
-    while True:
-        augmented = [*messages[:-1], {"role": "user", "content": augmented_turn(question, blocks)}]
-        tokens = engine.chat_tokens(augmented) if blocks else base
-        if len(tokens) + max_tokens <= engine.n_ctx or not blocks:
-            break
-        blocks.pop()
-        used.pop()
+
+    def with_sources(blocks: list[str]) -> tuple[list[dict[str, str]], list[int]]:
+        turn = {"role": "user", "content": augmented_turn(question, blocks)}
+        augmented = [*messages[:-1], turn]
+        return augmented, engine.chat_tokens(augmented)
+
+    # The usual case: every hit fits, and the prompt is tokenized once.
+    used = list(hits)
+    blocks = [source_block(n, hit) for n, hit in enumerate(used, 1)]
+    augmented, tokens = with_sources(blocks)
+    if len(tokens) + max_tokens > engine.n_ctx:
+        # Too long: price each block, keep the best ones that fit, then check the result.
+        frame = with_sources([])[1]
+        budget = engine.n_ctx - max_tokens - len(frame) - 8  # 8: merges at block edges
+        blocks, used = [], []
+        for hit in hits:
+            block = source_block(len(blocks) + 1, hit)
+            cost = len(engine.tokenize(block)) + 1
+            if cost > budget:
+                continue  # a shorter hit further down may still fit
+            budget -= cost
+            blocks.append(block)
+            used.append(hit)
+        while True:
+            augmented, tokens = with_sources(blocks) if blocks else (messages, base)
+            if len(tokens) + max_tokens <= engine.n_ctx or not blocks:
+                break
+            blocks.pop()
+            used.pop()
     if memory is not None and blocks:
         memory.remember(plain, augmented[-1]["content"])
     sources = [
