@@ -1,6 +1,9 @@
 """The served path against raw llama-cpp-python, in one run on this machine.
 
     python bench/serve_bench.py [--tokens 128] [--repeat 5] [--model PATH.gguf]
+        [--parallel 4] [--concurrency 1,4,8,16] [--load-prompt-tokens 1500]
+    python bench/serve_bench.py --base-url http://127.0.0.1:8080/v1 --served-model NAME
+        [--concurrency 1,4,8,16]     # any OpenAI-compatible server, e.g. llama-server
 
 Measures:
   * start-up: process start -> /health answers, and -> /health/ready (model + index);
@@ -12,6 +15,8 @@ Measures:
     assembly differ; each request is sent twice in a row and the second is timed, with
     its prompt in the KV cache. Also printed: the same question with RAG off, which
     adds the model's cost of attending to the sources;
+  * concurrent streams (bench/load.py): TTFT p50/p95, per-stream and aggregate tok/s,
+    short or failed responses, at each --concurrency level;
   * peak RSS of the server process.
 Medians of --repeat runs.
 """
@@ -19,6 +24,7 @@ Medians of --repeat runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+import load
 from _common import ROOT, median, report
 from liveserver import free_port  # tests/ is on sys.path via _common
 
@@ -114,7 +121,23 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--parallel", type=int, default=4, help="the server's --parallel")
+    ap.add_argument("--concurrency", default="1,4", help="load levels, e.g. 1,4,8,16 ('' to skip)")
+    ap.add_argument("--load-prompt-tokens", type=int, default=1500)
+    ap.add_argument("--load-max-tokens", type=int, default=128)
+    ap.add_argument(
+        "--base-url",
+        default=None,
+        help="measure only the load levels against this OpenAI-compatible server "
+        "(e.g. llama-server's http://127.0.0.1:8080/v1) instead of starting ragserve",
+    )
+    ap.add_argument("--served-model", default="m-norag", help="model name for the load levels")
     args = ap.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    load_kw = {"prompt_tokens": args.load_prompt_tokens, "max_tokens": args.load_max_tokens}
+    if args.base_url:
+        asyncio.run(load.sweep(args.base_url.rstrip("/"), args.served_model, levels, **load_kw))
+        return
     from server.settings import bundled_model_path
 
     model = args.model or bundled_model_path()
@@ -159,6 +182,8 @@ def main() -> None:
             str(args.n_ctx),
             "--model-alias",
             "m",
+            "--parallel",
+            str(args.parallel),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -263,6 +288,12 @@ def main() -> None:
                 f"in all, {ms['same'] - ms['plain']:.1f} ms of it the model attending to "
                 "the sources"
             )
+        if levels:
+            print(
+                f"load: {args.parallel} slots, prompts of ~{args.load_prompt_tokens} tokens, "
+                f"{args.load_max_tokens} tokens out, RAG off"
+            )
+            asyncio.run(load.sweep(url + "/v1", args.served_model, levels, **load_kw))
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
         print(

@@ -89,6 +89,8 @@ async def metrics(app_state: AppState) -> Response[bytes]:
     if app_state.ready:
         m, manifest = app_state.metrics, app_state.retriever.version.manifest
         m.queue_depth.set(app_state.engine.queue_depth)
+        m.slots_busy.set(getattr(app_state.engine, "busy_slots", 0))
+        m.slots.set(getattr(app_state.engine, "parallel", 1))
         m.index_chunks.set(manifest.chunks)
         m.index_documents.set(manifest.documents)
     return Response(

@@ -1,16 +1,24 @@
-"""The generation engine: a GGUF model through llama-cpp-python, behind `Engine.generate`.
+"""The generation engine: continuous batching over llama.cpp, behind `Engine.generate`.
 
-llama.cpp contexts are not thread-safe, so one worker thread owns the model and runs
-requests in order from a bounded queue. The event loop only awaits token events, so
-no request blocks another's stream; a full queue is refused (QueueFull) rather than
-growing without bound, and a cancelled request stops at its next token.
+One worker thread owns one llama.cpp context holding `parallel` sequences (slots).
+Each step is one `llama_decode` that advances every running sequence by a token and
+feeds a chunk of any prompt still being read, so a long prompt never freezes the
+streams already running. Requests join between steps and leave when done; each slot
+keeps the KV cache of its last conversation, and a new request goes to the slot that
+shares the longest prefix with it, so a follow-up turn only processes its new tokens.
+Sampling runs in C (a llama.cpp sampler chain per request, grammar included).
+
+The event loop only awaits token events. Requests beyond the slots wait in a bounded
+queue; a full queue is refused (QueueFull). A client that goes away frees its slot at
+the next step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import ctypes
+import collections
+import contextlib
 import os
 import queue
 import random
@@ -19,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 import structlog
@@ -129,34 +137,44 @@ class _Job:
         self.loop = loop
         self.events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         self.cancelled = threading.Event()
+        self.submitted = time.perf_counter()
         self._text: list[str] = []
         self._text_lock = threading.Lock()
 
     def emit(self, event: GenerationEvent | BaseException) -> None:
-        self._flush_text()
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        """Send an event after any text still held (runs on the worker thread)."""
+        with self._text_lock:
+            pending = bool(self._text)
+        if pending:
+            _call_soon(self.loop, self.deliver_text)
+        _call_soon(self.loop, self.events.put_nowait, event)
 
-    def emit_text(self, text: str) -> None:
-        """Queue text; the event loop is woken only when it has taken the previous text,
-        so a busy loop gets fewer, larger deltas instead of one wake-up per token."""
+    def add_text(self, text: str) -> bool:
+        """Hold text for the event loop; True when the loop must be woken to take it.
+
+        The loop is woken only once it has taken the previous text, so a busy loop gets
+        fewer, larger deltas instead of one wake-up per token.
+        """
         with self._text_lock:
             wake = not self._text
             self._text.append(text)
-        if wake and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._deliver_text)
+        return wake
 
-    def _deliver_text(self) -> None:  # runs on the event loop
+    def deliver_text(self) -> None:  # runs on the event loop
         with self._text_lock:
             text, self._text = "".join(self._text), []
         if text:
             self.events.put_nowait(TextDelta(text))
 
-    def _flush_text(self) -> None:
-        with self._text_lock:
-            pending = bool(self._text)
-        if pending and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._deliver_text)
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable, *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: its client is gone
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _deliver_all(jobs: list[_Job]) -> None:  # runs on the event loop
+    for job in jobs:
+        job.deliver_text()
 
 
 def default_gpu_layers() -> int:
@@ -165,8 +183,31 @@ def default_gpu_layers() -> int:
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
+class _Slot:
+    """One sequence of the context: what its KV cache holds, and the request using it."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.cached: list[int] = []  # the tokens in this sequence's KV cache, in order
+        self.used_at = 0.0
+        self.job: _Job | None = None
+
+    def start(self, job: _Job, reuse: int, sampler, limit: int) -> None:
+        self.job = job
+        self.sampler = sampler
+        self.pending = job.request.prompt_tokens[reuse:]  # prompt still to be read
+        self.reused = reuse
+        self.limit = limit
+        self.next_token: int | None = None  # sampled, to be fed at the next step
+        self.index = -1  # batch position whose logits this slot samples from
+        self.generated = 0
+        self.first_at: float | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = StopMatcher(job.request.params.stop)
+
+
 class LlamaEngine:
-    """One llama.cpp context driven by one worker thread; requests wait in a bounded queue."""
+    """A GGUF model served with continuous batching; requests wait in a bounded queue."""
 
     def __init__(
         self,
@@ -174,42 +215,45 @@ class LlamaEngine:
         *,
         model_id: str,
         n_ctx: int = 4096,
+        parallel: int = 4,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
         n_batch: int = 512,
         max_queue: int = 16,
         flash_attn: bool = True,
     ) -> None:
-        import llama_cpp
+        from .llama import Context, Model
 
         if n_gpu_layers is None:
             n_gpu_layers = default_gpu_layers()
-        # llama-cpp-python defaults to half the cores; prefill wants all of them.
+        # llama.cpp defaults to half the cores; prompt processing wants all of them.
         n_threads = n_threads or os.cpu_count() or 1
+        parallel = max(1, parallel)
         started = time.perf_counter()
-        self._llm = llama_cpp.Llama(
-            str(model_path),
-            n_ctx=n_ctx,
-            n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=n_batch,
-            flash_attn=flash_attn,
-            verbose=False,
-        )
-        self._lib = llama_cpp
-        self._pieces: dict[int, bytes] = {}
+        self._model = Model(model_path, n_gpu_layers=n_gpu_layers)
+        try:
+            self._ctx = Context(
+                self._model,
+                n_ctx=n_ctx,
+                n_seq=parallel,
+                n_batch=max(n_batch, parallel),
+                n_threads=n_threads,
+                flash_attn=flash_attn,
+            )
+        except Exception:
+            self._model.close()
+            raise
         # The worker needs the GIL between decode steps; with the default 5 ms switch
         # interval, the event loop thread can hold it for most of a token's time budget.
         sys.setswitchinterval(0.0005)
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self.model_id = model_id
-        self.n_ctx = self._llm.n_ctx()
-        meta = self._llm.metadata
+        self.n_ctx = self._ctx.n_ctx
+        self.parallel = parallel
+        meta = self._model.metadata
         self._template_text = meta.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
         self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self._bos = self._piece(self._llm.token_bos(), special=True)
-        self._eos = self._piece(self._llm.token_eos(), special=True)
+        self._bos = self._model.piece(self._model.bos, special=True).decode(errors="replace")
+        self._eos = self._model.piece(self._model.eos, special=True).decode(errors="replace")
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self._formatter = Jinja2ChatFormatter(self._template_text, self._eos, self._bos)
@@ -218,48 +262,36 @@ class LlamaEngine:
             for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
             if k in meta
         )
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, object] = {}
         # Called on the worker thread for every finished request, cancelled ones included.
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._max_queue = max_queue
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._waiting = 0
+        self._inbox: queue.Queue[_Job | None] = queue.Queue()
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._n_waiting = 0  # submitted, not yet in a slot
         self._lock = threading.Lock()
+        self._slots = [_Slot(i) for i in range(parallel)]
+        self._woken: list[_Job] = []  # jobs given text this step; woken once per step
         self._thread = threading.Thread(target=self._worker, name="llama-worker", daemon=True)
         self._thread.start()
-        n_layer = llama_cpp.llama_model_n_layer(self._llm.model)
+        n_layer = self._model.n_layer
         offloaded = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
+        import llama_cpp
+
         log.info(
             "engine.loaded",
             model=model_id,
             path=str(model_path),
             n_ctx=self.n_ctx,
+            parallel=parallel,
             gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
             layers_offloaded=f"{offloaded}/{n_layer}" if n_gpu_layers else f"0/{n_layer}",
             seconds=round(time.perf_counter() - started, 2),
         )
 
     # -- tokens and templates -----------------------------------------------------------
-    def _piece(self, token: int, special: bool = False) -> str:
-        return self._piece_bytes(token, special).decode("utf-8", errors="replace")
-
-    def _piece_bytes(self, token: int, special: bool = False) -> bytes:
-        key = token if not special else -token - 1
-        piece = self._pieces.get(key)
-        if piece is None:
-            piece = self._pieces[key] = self._token_to_piece(token, special)
-        return piece
-
-    def _token_to_piece(self, token: int, special: bool) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-        return buf.raw[:n]
-
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return self._model.tokenize(text, add_bos=add_bos)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         try:
@@ -285,18 +317,25 @@ class LlamaEngine:
 
     @property
     def queue_depth(self) -> int:
-        return self._waiting
+        return self._n_waiting
+
+    @property
+    def busy_slots(self) -> int:
+        return sum(1 for s in self._slots if s.job is not None)
 
     # -- generation -----------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        if not self._thread.is_alive():
+            raise EngineFailed("the generation engine has stopped")
         job = _Job(request, asyncio.get_running_loop())
         with self._lock:
-            if self._waiting >= self._max_queue:
+            if self._n_waiting >= self._max_queue:
                 raise QueueFull(
-                    f"the generation queue is full ({self._max_queue} requests); retry shortly"
+                    f"the generation queue is full ({self._max_queue} requests waiting "
+                    f"for {self.parallel} slots); retry shortly"
                 )
-            self._waiting += 1
-        self._jobs.put(job)
+            self._n_waiting += 1
+        self._inbox.put(job)
         try:
             while True:
                 event = await job.events.get()
@@ -306,94 +345,222 @@ class LlamaEngine:
                 if isinstance(event, Finished):
                     return
         finally:
-            job.cancelled.set()  # a client that went away stops its generation
+            job.cancelled.set()  # a client that went away frees its slot at the next step
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=30)
+        """Stop the worker (running requests end as cancelled) and free llama.cpp memory."""
+        self._inbox.put(None)
+        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            return  # a decode is stuck; leave the memory rather than free it under it
+        for slot in self._slots:
+            if slot.job is not None:
+                slot.sampler.close()
+        for grammar in self._grammars.values():
+            grammar.close()  # type: ignore[attr-defined]
+        self._ctx.close()
+        self._model.close()
 
+    # -- the worker -----------------------------------------------------------------
     def _worker(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
+        try:
+            while self._step():
+                pass
+        except Exception as exc:  # a broken context: fail everything still waiting
+            log.exception("engine.crashed")
+            self._fail_all(EngineFailed(f"the generation engine failed: {exc}"))
+        finally:
+            for slot in self._slots:
+                if slot.job is not None:
+                    self._finish(slot, "cancelled")
+
+    def _take_new(self, block: bool) -> bool:
+        """Move submitted jobs into the waiting line; False when asked to stop."""
+        try:
+            job = self._inbox.get(block=block)
+            while True:
+                if job is None:
+                    return False
+                self._waiting.append(job)
+                job = self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+
+    def _step(self) -> bool:
+        running = any(s.job is not None for s in self._slots)
+        if not self._take_new(block=not running and not self._waiting):
+            return False
+        self._admit()
+        ctx = self._ctx
+        ctx.clear_batch()
+        slots = [s for s in self._slots if s.job is not None]
+        for slot in slots:
+            if slot.job is not None and slot.job.cancelled.is_set():
+                self._finish(slot, "cancelled")
+        # Every running stream advances one token; prompts fill the rest of the batch.
+        for slot in slots:
+            if slot.job is not None and slot.next_token is not None:
+                slot.index = ctx.add(slot.next_token, len(slot.cached), slot.seq, True)
+                slot.cached.append(slot.next_token)
+                slot.next_token = None
+        for slot in sorted(slots, key=lambda s: s.job.submitted if s.job else 0.0):
+            if slot.job is None or not slot.pending or ctx.room == 0:
+                continue
+            chunk = slot.pending[: ctx.room]
+            slot.pending = slot.pending[len(chunk) :]
+            last = len(chunk) - 1
+            for i, token in enumerate(chunk):
+                index = ctx.add(token, len(slot.cached), slot.seq, not slot.pending and i == last)
+                slot.cached.append(token)
+            slot.index = index if not slot.pending else -1
+        if ctx.n_tokens == 0:
+            return True
+        try:
+            ctx.decode()
+        except Exception as exc:
+            log.exception("engine.decode_failed")
+            for slot in slots:
+                if slot.job is not None:
+                    self._fail(slot, EngineFailed(f"generation failed: {exc}"))
+            return True
+        now = time.perf_counter()
+        for slot in slots:
+            if slot.job is not None and slot.index >= 0:
+                token = slot.sampler.sample(ctx, slot.index)
+                slot.index = -1
+                self._accept(slot, token, now)
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        """One event-loop wake-up per step for all streams given text (not one per token)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        for job in self._woken:
+            by_loop.setdefault(job.loop, []).append(job)
+        self._woken = []
+        for loop, jobs in by_loop.items():
+            _call_soon(loop, _deliver_all, jobs)
+
+    def _admit(self) -> None:
+        """Give waiting requests free slots, each the one sharing its longest prefix."""
+        while self._waiting:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
                 return
+            job = self._waiting.popleft()
             with self._lock:
-                self._waiting -= 1
+                self._n_waiting -= 1
             if job.cancelled.is_set():
                 continue
+            req = job.request
+            tokens = req.prompt_tokens
+            limit = min(req.params.max_tokens, self.n_ctx - len(tokens))
+            if not tokens or limit <= 0:
+                job.emit(self._finished(job, "length", 0, 0, None))
+                continue
+            slot, reuse = self._pick(free, tokens)
+            reuse = min(reuse, len(tokens) - 1)  # the last prompt token gives the logits
+            if not self._ctx.truncate(slot.seq, reuse):
+                reuse = 0
+                self._ctx.truncate(slot.seq, 0)
+            del slot.cached[reuse:]
             try:
-                self._run(job)
+                sampler = self._sampler(req.params)
             except Exception as exc:
-                log.exception("engine.failed", request_id=job.request.request_id)
-                job.emit(EngineFailed(f"generation failed: {exc}"))
+                job.emit(EngineFailed(f"could not set up sampling: {exc}"))
+                continue
+            slot.start(job, reuse, sampler, limit)
 
-    def _grammar(self, text: str):
-        if text not in self._grammars:
-            from llama_cpp.llama_grammar import LlamaGrammar
+    @staticmethod
+    def _pick(free: list[_Slot], tokens: list[int]) -> tuple[_Slot, int]:
+        """The slot whose conversation this request continues, else the least recently used.
 
-            self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
-        return self._grammars[text]
+        A slot that merely shares a system prompt with the request is not taken over when
+        it holds mostly something else: another user's conversation may come back to it.
+        """
+        from .llama import common_prefix
 
-    def _run(self, job: _Job) -> None:
-        req, p = job.request, job.request.params
-        llm = self._llm
-        tokens = req.prompt_tokens
-        cached = 0
-        for a, b in zip(llm._input_ids[: llm.n_tokens], tokens, strict=False):
-            if a != b:
-                break
-            cached += 1
-        llm.set_seed(p.seed if p.seed is not None else random.getrandbits(31))
-        grammar = self._grammar(p.grammar) if p.grammar else None
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(p.stop)
-        limit = min(p.max_tokens, self.n_ctx - len(tokens))
-        started = time.perf_counter()
-        first_at = None
-        n = 0
-        reason = "length"
-        if limit > 0:
-            for token in llm.generate(
-                tokens,
-                top_k=p.top_k,
-                top_p=p.top_p,
-                min_p=p.min_p,
-                temp=p.temperature,
-                repeat_penalty=p.repeat_penalty,
-                frequency_penalty=p.frequency_penalty,
-                presence_penalty=p.presence_penalty,
-                grammar=grammar,
-            ):
-                if first_at is None:
-                    first_at = time.perf_counter()
-                if job.cancelled.is_set():
-                    reason = "cancelled"
-                    break
-                if not p.ignore_eos and self._lib.llama_vocab_is_eog(self._vocab, token):
-                    reason = "stop"
-                    break
-                n += 1
-                text, stopped = stops.feed(decoder.decode(self._piece_bytes(token)))
-                if text:
-                    job.emit_text(text)
-                if stopped:
-                    reason = "stop"
-                    break
-                if n >= limit:
-                    break
-        tail = stops.flush() if reason != "stop" else ""
-        tail += decoder.decode(b"", final=True) if reason != "stop" else ""
-        if tail and reason != "cancelled":
-            job.emit_text(tail)
+        scored = [(common_prefix(s.cached, tokens), s) for s in free]
+        reuse, best = max(scored, key=lambda t: (t[0], t[1].used_at))
+        if reuse and 2 * reuse >= len(best.cached):
+            return best, reuse
+        return min(scored, key=lambda t: t[1].used_at)[::-1]  # type: ignore[return-value]
+
+    def _sampler(self, p: SamplingParams):
+        from .llama import Sampler
+
+        grammar = None
+        if p.grammar:
+            grammar = self._grammars.get(p.grammar)
+            if grammar is None:
+                grammar = self._grammars[p.grammar] = Sampler.grammar(self._model, p.grammar)
+        seed = p.seed if p.seed is not None else random.getrandbits(32)
+        return Sampler(self._model, p, seed, grammar)  # type: ignore[arg-type]
+
+    def _accept(self, slot: _Slot, token: int, now: float) -> None:
+        job = slot.job
+        assert job is not None
+        p = job.request.params
+        if slot.first_at is None:
+            slot.first_at = now
+        if not p.ignore_eos and self._model.is_eog(token):
+            self._finish(slot, "stop", flush=True)  # text held back for a stop string is kept
+            return
+        slot.generated += 1
+        text, stopped = slot.stops.feed(slot.decoder.decode(self._model.piece(token)))
+        if text and job.add_text(text):
+            self._woken.append(job)
+        if stopped:
+            self._finish(slot, "stop")
+        elif slot.generated >= slot.limit:
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    def _finished(
+        self, job: _Job, reason: str, generated: int, reused: int, first_at: float | None
+    ) -> Finished:
         ended = time.perf_counter()
-        done = Finished(
+        return Finished(
             finish_reason=reason,
-            prompt_tokens=len(tokens),
-            completion_tokens=n,
-            cached_tokens=cached,
-            ttft_s=(first_at or ended) - started,
+            prompt_tokens=len(job.request.prompt_tokens),
+            completion_tokens=generated,
+            cached_tokens=reused,
+            ttft_s=(first_at or ended) - job.submitted,
             decode_s=ended - (first_at or ended),
         )
+
+    def _finish(self, slot: _Slot, reason: str, *, flush: bool | None = None) -> None:
+        job = slot.job
+        assert job is not None
+        if flush if flush is not None else reason == "length":
+            tail = slot.stops.flush() + slot.decoder.decode(b"", final=True)
+            if tail:
+                job.add_text(tail)
+        slot.pending = []  # stopped while reading the prompt: the cache keeps what was read
+        done = self._finished(job, reason, slot.generated, slot.reused, slot.first_at)
+        slot.sampler.close()
+        slot.job = None
+        slot.next_token = None
+        slot.used_at = time.perf_counter()
         job.emit(done)
         for listener in list(self.listeners):
-            listener(req, done)
+            listener(job.request, done)
+
+    def _fail(self, slot: _Slot, exc: Exception) -> None:
+        job = slot.job
+        assert job is not None
+        slot.sampler.close()
+        slot.job = None
+        slot.next_token = None
+        slot.cached = []  # the cache state is unknown after a failed decode
+        self._ctx.truncate(slot.seq, 0)
+        job.emit(exc)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for slot in self._slots:
+            if slot.job is not None:
+                job, slot.job = slot.job, None
+                job.emit(exc)
+        while self._waiting:
+            self._waiting.popleft().emit(exc)

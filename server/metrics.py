@@ -40,6 +40,10 @@ class Metrics:
         self.queue_depth = Gauge(
             "ragserve_queue_depth", "Requests waiting for the model", registry=r
         )
+        self.slots_busy = Gauge(
+            "ragserve_slots_busy", "Requests being generated (batched together)", registry=r
+        )
+        self.slots = Gauge("ragserve_slots", "Requests the engine generates at once", registry=r)
         self.retrieval = Histogram(
             "ragserve_retrieval_seconds", "Retrieval latency", buckets=LATENCY_BUCKETS, registry=r
         )

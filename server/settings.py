@@ -21,6 +21,7 @@ class Settings(msgspec.Struct, frozen=True):
     n_gpu_layers: int | None = None  # None: all layers when llama.cpp has a GPU backend
     n_threads: int | None = None
     n_batch: int = 512
+    parallel: int = 4
     max_queue: int = 16
     default_max_tokens: int = 512
     api_keys: tuple[str, ...] = ()
@@ -55,6 +56,16 @@ def _env_bool(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -105,6 +116,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=int(threads) if threads else None,
         help="CPU threads for llama.cpp [env RAGSERVE_N_THREADS; default: auto]",
+    )
+    p.add_argument(
+        "--parallel",
+        type=_positive,
+        default=_positive(env("RAGSERVE_PARALLEL", "4")),
+        help="requests generated at once (continuous batching); each gets --n-ctx tokens "
+        "of KV cache [env RAGSERVE_PARALLEL; default %(default)s]",
+    )
+    p.add_argument(
+        "--n-batch",
+        type=_positive,
+        default=_positive(env("RAGSERVE_N_BATCH", "512")),
+        help="tokens per decode step, shared by running streams and prompt chunks "
+        "[env RAGSERVE_N_BATCH; default %(default)s]",
     )
     p.add_argument(
         "--max-queue",
@@ -190,6 +215,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         n_ctx=args.n_ctx,
         n_gpu_layers=args.n_gpu_layers,
         n_threads=args.n_threads,
+        n_batch=args.n_batch,
+        parallel=args.parallel,
         max_queue=args.max_queue,
         default_max_tokens=args.default_max_tokens,
         api_keys=tuple(keys),

@@ -69,6 +69,8 @@ class AppState:
                     n_ctx=s.n_ctx,
                     n_gpu_layers=s.n_gpu_layers,
                     n_threads=s.n_threads,
+                    n_batch=s.n_batch,
+                    parallel=s.parallel,
                     max_queue=s.max_queue,
                 )
             self._watch(self._engine)

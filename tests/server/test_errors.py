@@ -170,7 +170,9 @@ def test_sources_are_dropped_before_the_context_overflows(index_dir, retriever):
 
 
 def test_api_keys_cors_and_queue(index_dir, retriever):
-    engine = LlamaEngine(bundled_model_path(), model_id="smollm2", n_ctx=1024, max_queue=1)
+    engine = LlamaEngine(
+        bundled_model_path(), model_id="smollm2", n_ctx=1024, parallel=1, max_queue=1
+    )
     settings = make_settings(
         index_dir, api_keys=("k-one", "k-two"), cors_origins=("https://chat.example",)
     )

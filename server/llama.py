@@ -1,0 +1,246 @@
+"""A thin, owned layer over llama-cpp-python's C API: model, context, batch, samplers.
+
+The high-level `llama_cpp.Llama` drives one sequence at a time and copies logits into
+Python for sampling. The batching engine needs one context holding many sequences, one
+`llama_decode` per step for all of them, and sampling in C; this module is that much of
+the C API and nothing more. Every pointer it hands out is freed by `close()`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import SamplingParams
+
+ALL_LAYERS = 0x7FFFFFFF  # llama.cpp's "offload every layer"
+PENALTY_LAST_N = 64
+
+
+def _lib():
+    import llama_cpp
+
+    return llama_cpp
+
+
+class LlamaError(RuntimeError):
+    pass
+
+
+class Model:
+    """A loaded GGUF: weights, vocabulary, metadata and tokenization (thread-safe)."""
+
+    def __init__(self, path: Path, *, n_gpu_layers: int) -> None:
+        lib = _lib()
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
+        lib.llama_backend_init()
+        params = lib.llama_model_default_params()
+        params.n_gpu_layers = ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers
+        ptr = lib.llama_model_load_from_file(str(path).encode(), params)
+        if not ptr:
+            raise LlamaError(f"llama.cpp could not load the model file {path}")
+        self.ptr = ptr
+        self.vocab = lib.llama_model_get_vocab(ptr)
+        self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        self.n_layer = lib.llama_model_n_layer(ptr)
+        self.n_ctx_train = lib.llama_model_n_ctx_train(ptr)
+        self.metadata = self._metadata()
+        self._pieces: dict[int, bytes] = {}
+
+    def _metadata(self) -> dict[str, str]:
+        lib, out = _lib(), {}
+        size = 1024
+        buf = ctypes.create_string_buffer(size)
+        for i in range(lib.llama_model_meta_count(self.ptr)):
+            values = []
+            for fn in (lib.llama_model_meta_key_by_index, lib.llama_model_meta_val_str_by_index):
+                n = fn(self.ptr, i, buf, size)
+                if n >= size:
+                    size = n + 1
+                    buf = ctypes.create_string_buffer(size)
+                    n = fn(self.ptr, i, buf, size)
+                values.append(buf.value.decode("utf-8", errors="replace"))
+            out[values[0]] = values[1]
+        return out
+
+    def tokenize(self, text: str, *, add_bos: bool, special: bool = True) -> list[int]:
+        lib = _lib()
+        data = text.encode("utf-8")
+        room = len(data) + 8  # never more tokens than bytes, plus BOS/EOS
+        buf = (lib.llama_token * room)()
+        n = lib.llama_tokenize(self.vocab, data, len(data), buf, room, add_bos, special)
+        if n < 0:  # cannot happen with room >= bytes, but the API says so
+            buf = (lib.llama_token * -n)()
+            n = lib.llama_tokenize(self.vocab, data, len(data), buf, -n, add_bos, special)
+        return buf[:n]
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (cached; tokens need not be whole UTF-8 characters)."""
+        key = token if not special else -token - 1
+        piece = self._pieces.get(key)
+        if piece is None:
+            lib = _lib()
+            buf = ctypes.create_string_buffer(64)
+            n = lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            piece = self._pieces[key] = buf.raw[:n]
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        return bool(_lib().llama_vocab_is_eog(self.vocab, token))
+
+    @property
+    def bos(self) -> int:
+        return _lib().llama_vocab_bos(self.vocab)
+
+    @property
+    def eos(self) -> int:
+        return _lib().llama_vocab_eos(self.vocab)
+
+    def close(self) -> None:
+        if self.ptr:
+            _lib().llama_model_free(self.ptr)
+            self.ptr = None
+
+
+class Context:
+    """One llama.cpp context with `n_seq` independent sequences of `n_ctx` cells each."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int,
+        n_seq: int,
+        n_batch: int,
+        n_threads: int,
+        flash_attn: bool,
+    ) -> None:
+        lib = _lib()
+        params = lib.llama_context_default_params()
+        params.n_ctx = n_ctx * n_seq
+        params.n_seq_max = n_seq
+        params.kv_unified = False  # each sequence owns n_ctx cells: no request starves another
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.flash_attn_type = (
+            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_AUTO
+        )
+        params.no_perf = True
+        ptr = lib.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            raise LlamaError(
+                f"llama.cpp could not create a context of {n_seq} x {n_ctx} tokens "
+                "(out of memory? lower --n-ctx or --parallel)"
+            )
+        self.ptr = ptr
+        self.model = model
+        self.n_seq = n_seq
+        self.n_ctx = lib.llama_n_ctx_seq(ptr)
+        self.n_batch = n_batch
+        self._memory = lib.llama_get_memory(ptr)
+        self._batch = lib.llama_batch_init(n_batch, 0, 1)
+        self.n_tokens = 0
+
+    # -- the batch ----------------------------------------------------------------------
+    def clear_batch(self) -> None:
+        self.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Queue one token for the next decode; returns its index in the batch."""
+        b, i = self._batch, self.n_tokens
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+        self.n_tokens = i + 1
+        return i
+
+    @property
+    def room(self) -> int:
+        return self.n_batch - self.n_tokens
+
+    def decode(self) -> None:
+        b = self._batch
+        b.n_tokens = self.n_tokens
+        rc = _lib().llama_decode(self.ptr, b)
+        if rc != 0:
+            raise LlamaError(f"llama_decode failed with code {rc}")
+
+    # -- the KV cache -----------------------------------------------------------------
+    def truncate(self, seq: int, keep: int) -> bool:
+        """Drop a sequence's cells from position `keep` on; False if that is impossible."""
+        return bool(_lib().llama_memory_seq_rm(self._memory, seq, keep, -1))
+
+    def close(self) -> None:
+        lib = _lib()
+        if self.ptr:
+            lib.llama_batch_free(self._batch)
+            lib.llama_free(self.ptr)
+            self.ptr = None
+
+
+class Sampler:
+    """A llama.cpp sampler chain for one request; sampling reads the logits in C."""
+
+    def __init__(self, model: Model, p: SamplingParams, seed: int, grammar: Sampler | None):
+        lib = _lib()
+        self.ptr = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        add = lambda s: lib.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
+        if grammar is not None:
+            add(lib.llama_sampler_clone(grammar.ptr))
+        if p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
+            add(
+                lib.llama_sampler_init_penalties(
+                    PENALTY_LAST_N, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+                )
+            )
+        if p.temperature <= 0:
+            add(lib.llama_sampler_init_greedy())
+            return
+        if p.top_k > 0:
+            add(lib.llama_sampler_init_top_k(p.top_k))
+        if p.top_p < 1.0:
+            add(lib.llama_sampler_init_top_p(p.top_p, 1))
+        if p.min_p > 0:
+            add(lib.llama_sampler_init_min_p(p.min_p, 1))
+        add(lib.llama_sampler_init_temp(p.temperature))
+        add(lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    @classmethod
+    def grammar(cls, model: Model, gbnf: str) -> Sampler:
+        """A pristine grammar sampler, cloned into each request's chain."""
+        lib = _lib()
+        ptr = lib.llama_sampler_init_grammar(model.vocab, gbnf.encode(), b"root")
+        if not ptr:
+            raise LlamaError("llama.cpp rejected the grammar")
+        self = cls.__new__(cls)
+        self.ptr = ptr
+        return self
+
+    def sample(self, ctx: Context, index: int) -> int:
+        """Sample from the logits of batch position `index` (and accept the token)."""
+        return _lib().llama_sampler_sample(self.ptr, ctx.ptr, index)
+
+    def close(self) -> None:
+        if self.ptr:
+            _lib().llama_sampler_free(self.ptr)
+            self.ptr = None
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
