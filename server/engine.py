@@ -140,6 +140,8 @@ class _Job:
         self.submitted = time.perf_counter()
         self._text: list[str] = []
         self._text_lock = threading.Lock()
+        self._scheduled = False  # a delivery is queued on the loop
+        self._last_wake: float | None = None
 
     def emit(self, event: GenerationEvent | BaseException) -> None:
         """Send an event after any text still held (runs on the worker thread)."""
@@ -149,20 +151,29 @@ class _Job:
             _call_soon(self.loop, self.deliver_text)
         _call_soon(self.loop, self.events.put_nowait, event)
 
-    def add_text(self, text: str) -> bool:
-        """Hold text for the event loop; True when the loop must be woken to take it.
+    def add_text(self, text: str) -> None:
+        """Hold text for the event loop (worker thread); `due` says when to wake it."""
+        with self._text_lock:
+            self._text.append(text)
 
-        The loop is woken only once it has taken the previous text, so a busy loop gets
-        fewer, larger deltas instead of one wake-up per token.
+    def due(self, now: float, interval: float, force: bool) -> bool:
+        """Whether the loop should be woken for the held text now (and note that it is).
+
+        The first text goes at once (time to first token); after that at most one
+        delivery per `interval`, and never a second while one is queued: a busy loop
+        gets fewer, larger deltas instead of one wake-up per token.
         """
         with self._text_lock:
-            wake = not self._text
-            self._text.append(text)
-        return wake
+            if not self._text or self._scheduled:
+                return False
+            if not force and self._last_wake is not None and now - self._last_wake < interval:
+                return False
+            self._scheduled, self._last_wake = True, now
+            return True
 
     def deliver_text(self) -> None:  # runs on the event loop
         with self._text_lock:
-            text, self._text = "".join(self._text), []
+            text, self._text, self._scheduled = "".join(self._text), [], False
         if text:
             self.events.put_nowait(TextDelta(text))
 
@@ -221,6 +232,7 @@ class LlamaEngine:
         n_batch: int = 512,
         max_queue: int = 16,
         flash_attn: bool = True,
+        stream_interval: float = 0.02,
     ) -> None:
         from .llama import Context, Model
 
@@ -271,7 +283,7 @@ class LlamaEngine:
         self._n_waiting = 0  # submitted, not yet in a slot
         self._lock = threading.Lock()
         self._slots = [_Slot(i) for i in range(parallel)]
-        self._woken: list[_Job] = []  # jobs given text this step; woken once per step
+        self._stream_interval = stream_interval
         self._thread = threading.Thread(target=self._worker, name="llama-worker", daemon=True)
         self._thread.start()
         n_layer = self._model.n_layer
@@ -369,10 +381,11 @@ class LlamaEngine:
         except Exception as exc:  # a broken context: fail everything still waiting
             log.exception("engine.crashed")
             self._fail_all(EngineFailed(f"the generation engine failed: {exc}"))
-        finally:
+        else:  # close(): running answers end as cancelled, waiting ones are refused
             for slot in self._slots:
                 if slot.job is not None:
                     self._finish(slot, "cancelled")
+            self._fail_all(EngineFailed("the server is shutting down"))
 
     def _take_new(self, block: bool) -> bool:
         """Move submitted jobs into the waiting line; False when asked to stop."""
@@ -397,6 +410,8 @@ class LlamaEngine:
         for slot in slots:
             if slot.job is not None and slot.job.cancelled.is_set():
                 self._finish(slot, "cancelled")
+        if any(s.job is not None and s.pending for s in slots):
+            self._wake(force=True)  # this step reads prompt chunks and may take a while
         # Every running stream advances one token; prompts fill the rest of the batch.
         for slot in slots:
             if slot.job is not None and slot.next_token is not None:
@@ -429,15 +444,17 @@ class LlamaEngine:
                 token = slot.sampler.sample(ctx, slot.index)
                 slot.index = -1
                 self._accept(slot, token, now)
-        self._wake()
+        self._wake(force=False)
         return True
 
-    def _wake(self) -> None:
-        """One event-loop wake-up per step for all streams given text (not one per token)."""
+    def _wake(self, force: bool) -> None:
+        """Hand held text to the event loop: one wake-up per loop for all streams due."""
+        now = time.perf_counter()
         by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in self._woken:
-            by_loop.setdefault(job.loop, []).append(job)
-        self._woken = []
+        for slot in self._slots:
+            job = slot.job
+            if job is not None and job.due(now, self._stream_interval, force):
+                by_loop.setdefault(job.loop, []).append(job)
         for loop, jobs in by_loop.items():
             _call_soon(loop, _deliver_all, jobs)
 
@@ -508,8 +525,8 @@ class LlamaEngine:
             return
         slot.generated += 1
         text, stopped = slot.stops.feed(slot.decoder.decode(self._model.piece(token)))
-        if text and job.add_text(text):
-            self._woken.append(job)
+        if text:
+            job.add_text(text)
         if stopped:
             self._finish(slot, "stop")
         elif slot.generated >= slot.limit:
@@ -561,6 +578,8 @@ class LlamaEngine:
         for slot in self._slots:
             if slot.job is not None:
                 job, slot.job = slot.job, None
+                slot.sampler.close()
                 job.emit(exc)
+        self._take_new(block=False)
         while self._waiting:
             self._waiting.popleft().emit(exc)

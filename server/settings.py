@@ -22,6 +22,7 @@ class Settings(msgspec.Struct, frozen=True):
     n_threads: int | None = None
     n_batch: int = 512
     parallel: int = 4
+    stream_interval: float = 0.02
     max_queue: int = 16
     default_max_tokens: int = 512
     api_keys: tuple[str, ...] = ()
@@ -132,6 +133,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         "[env RAGSERVE_N_BATCH; default %(default)s]",
     )
     p.add_argument(
+        "--stream-interval",
+        type=float,
+        default=float(env("RAGSERVE_STREAM_INTERVAL", "0.02")),
+        help="seconds between text deltas of one stream after the first (tokens in between "
+        "are merged; 0: every token) [env RAGSERVE_STREAM_INTERVAL; default %(default)s]",
+    )
+    p.add_argument(
         "--max-queue",
         type=int,
         default=int(env("RAGSERVE_MAX_QUEUE", "16")),
@@ -217,6 +225,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         n_threads=args.n_threads,
         n_batch=args.n_batch,
         parallel=args.parallel,
+        stream_interval=max(0.0, args.stream_interval),
         max_queue=args.max_queue,
         default_max_tokens=args.default_max_tokens,
         api_keys=tuple(keys),

@@ -71,6 +71,7 @@ class AppState:
                     n_threads=s.n_threads,
                     n_batch=s.n_batch,
                     parallel=s.parallel,
+                    stream_interval=s.stream_interval,
                     max_queue=s.max_queue,
                 )
             self._watch(self._engine)

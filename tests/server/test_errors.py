@@ -220,7 +220,8 @@ def test_api_keys_cors_and_queue(index_dir, retriever):
             "ignore_eos": True,
         }
         with http.stream("POST", "/v1/chat/completions", json=body, headers=auth) as running:
-            next(running.iter_lines())  # the first generation is under way
+            lines = running.iter_lines()  # keep it: a dropped iterator closes the connection
+            next(lines)  # the first generation is under way
             waiting = threading.Thread(
                 target=lambda: http.post(
                     "/v1/chat/completions",
@@ -229,7 +230,9 @@ def test_api_keys_cors_and_queue(index_dir, retriever):
                 )
             )
             waiting.start()
+            deadline = time.monotonic() + 30
             while engine.queue_depth < 1:
+                assert time.monotonic() < deadline, "the second request never queued"
                 time.sleep(0.01)
             full = http.post("/v1/chat/completions", json={**body, "stream": False}, headers=auth)
             assert full.status_code == 429
