@@ -7,7 +7,8 @@ Each level keeps `concurrency` streamed chat requests in flight until `rounds x
 concurrency` have finished. Every prompt starts with its own ticket number, so no two
 share more than the chat template's preamble. Prints per level: TTFT p50/p95,
 per-stream decode tok/s (median), aggregate tok/s (all completion tokens / wall time),
-and requests that failed or came back short. `ignore_eos` asks for exactly
+decode tok/s (per-stream decode rates summed: what the batch decodes while the
+streams overlap), and requests that failed or came back short. `ignore_eos` asks for exactly
 --max-tokens (llama.cpp's server and ragserve honour it; a server that does not will
 show as "short").
 """
@@ -45,6 +46,7 @@ class Level(NamedTuple):
     ttft_p50: float
     ttft_p95: float
     stream_tok_s: float
+    decode_tok_s: float  # per-stream decode rates summed: the batch's decode throughput
     aggregate_tok_s: float
     prompt_tokens: int
     short: int
@@ -134,6 +136,7 @@ async def level(
         ttft_p50=percentile([r.ttft_s for r in ok], 50) if ok else float("nan"),
         ttft_p95=percentile([r.ttft_s for r in ok], 95) if ok else float("nan"),
         stream_tok_s=median([r.tok_s for r in ok]) if ok else 0.0,
+        decode_tok_s=sum(r.tok_s for r in ok) / rounds,
         aggregate_tok_s=sum(r.tokens for r in ok) / wall,
         prompt_tokens=round(median([r.prompt_tokens for r in ok])) if ok else 0,
         short=sum(1 for r in ok if r.tokens < max_tokens),
@@ -142,12 +145,17 @@ async def level(
 
 
 def print_level(lv: Level, single: Level | None = None) -> None:
-    ratio = f"{lv.aggregate_tok_s / single.aggregate_tok_s:5.2f}x" if single else "  -  "
+    def ratio(a: float, b: float | None) -> str:
+        return f"{a / b:4.2f}x c=1" if b else "   -    "
+
     print(
         f"c={lv.concurrency:<3} n={lv.requests:<3} prompt {lv.prompt_tokens:>5} tok | TTFT p50 "
-        f"{lv.ttft_p50:7.3f} s p95 {lv.ttft_p95:7.3f} s | per stream {lv.stream_tok_s:7.1f} "
-        f"tok/s | aggregate {lv.aggregate_tok_s:7.1f} tok/s ({ratio} c=1) | short "
-        f"{lv.short} failed {lv.failed}",
+        f"{lv.ttft_p50:7.3f} s p95 {lv.ttft_p95:7.3f} s | per stream {lv.stream_tok_s:6.1f} "
+        f"tok/s | decode {lv.decode_tok_s:6.1f} tok/s "
+        f"({ratio(lv.decode_tok_s, single.decode_tok_s if single else None)}) | aggregate "
+        f"{lv.aggregate_tok_s:6.1f} tok/s "
+        f"({ratio(lv.aggregate_tok_s, single.aggregate_tok_s if single else None)}) | "
+        f"short {lv.short} failed {lv.failed}",
         flush=True,
     )
 

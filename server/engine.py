@@ -232,7 +232,7 @@ class LlamaEngine:
         n_batch: int = 512,
         max_queue: int = 16,
         flash_attn: bool = True,
-        stream_interval: float = 0.02,
+        stream_interval: float = 0.05,
     ) -> None:
         from .llama import Context, Model
 

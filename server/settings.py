@@ -22,7 +22,7 @@ class Settings(msgspec.Struct, frozen=True):
     n_threads: int | None = None
     n_batch: int = 512
     parallel: int = 4
-    stream_interval: float = 0.02
+    stream_interval: float = 0.05
     max_queue: int = 16
     default_max_tokens: int = 512
     api_keys: tuple[str, ...] = ()
@@ -135,7 +135,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream-interval",
         type=float,
-        default=float(env("RAGSERVE_STREAM_INTERVAL", "0.02")),
+        default=float(env("RAGSERVE_STREAM_INTERVAL", "0.05")),
         help="seconds between text deltas of one stream after the first (tokens in between "
         "are merged; 0: every token) [env RAGSERVE_STREAM_INTERVAL; default %(default)s]",
     )
