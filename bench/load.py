@@ -7,10 +7,10 @@ Each level keeps `concurrency` streamed chat requests in flight until `rounds x
 concurrency` have finished. Every prompt starts with its own ticket number, so no two
 share more than the chat template's preamble. Prints per level: TTFT p50/p95,
 per-stream decode tok/s (median), aggregate tok/s (all completion tokens / wall time),
-decode tok/s (per-stream decode rates summed: what the batch decodes while the
-streams overlap), and requests that failed or came back short. `ignore_eos` asks for exactly
---max-tokens (llama.cpp's server and ragserve honour it; a server that does not will
-show as "short").
+decode tok/s (tokens after each stream's first / time any stream was decoding:
+the batch's decode throughput), and requests that failed or came back short.
+`ignore_eos` asks for exactly --max-tokens (llama.cpp's server and ragserve honour it;
+a server that does not will show as "short").
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ FILLER = (
 class Result(NamedTuple):
     ttft_s: float
     tok_s: float
+    first_at: float  # perf_counter of the first and last text, for overlap
+    last_at: float
     tokens: int
     prompt_tokens: int
     finish: str | None
@@ -46,7 +48,7 @@ class Level(NamedTuple):
     ttft_p50: float
     ttft_p95: float
     stream_tok_s: float
-    decode_tok_s: float  # per-stream decode rates summed: the batch's decode throughput
+    decode_tok_s: float  # tokens after the first / time any stream was decoding
     aggregate_tok_s: float
     prompt_tokens: int
     short: int
@@ -78,13 +80,13 @@ async def one(
         async with client.stream("POST", "/chat/completions", json=body) as resp:
             if resp.status_code != 200:
                 await resp.aread()
-                return Result(0, 0, 0, 0, None, f"HTTP {resp.status_code}: {resp.text[:200]}")
+                return Result(0, 0, 0, 0, 0, 0, None, f"HTTP {resp.status_code}: {resp.text[:200]}")
             async for line in resp.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 data = json.loads(line[6:])
                 if "error" in data:
-                    return Result(0, 0, 0, 0, None, str(data["error"])[:200])
+                    return Result(0, 0, 0, 0, 0, 0, None, str(data["error"])[:200])
                 usage = data.get("usage") or usage
                 for choice in data.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
@@ -92,12 +94,13 @@ async def one(
                         last = time.perf_counter()
                         first = first or last
     except httpx.HTTPError as exc:
-        return Result(0, 0, 0, 0, None, f"{type(exc).__name__}: {exc}")
+        return Result(0, 0, 0, 0, 0, 0, None, f"{type(exc).__name__}: {exc}")
     if first is None or last is None:
-        return Result(0, 0, 0, 0, finish, "no tokens")
+        return Result(0, 0, 0, 0, 0, 0, finish, "no tokens")
     tokens = usage.get("completion_tokens", 0)
     rate = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
-    return Result(first - started, rate, tokens, usage.get("prompt_tokens", 0), finish, None)
+    prompt = usage.get("prompt_tokens", 0)
+    return Result(first - started, rate, first, last, tokens, prompt, finish, None)
 
 
 async def level(
@@ -136,12 +139,22 @@ async def level(
         ttft_p50=percentile([r.ttft_s for r in ok], 50) if ok else float("nan"),
         ttft_p95=percentile([r.ttft_s for r in ok], 95) if ok else float("nan"),
         stream_tok_s=median([r.tok_s for r in ok]) if ok else 0.0,
-        decode_tok_s=sum(r.tok_s for r in ok) / rounds,
+        decode_tok_s=decode_rate(ok),
         aggregate_tok_s=sum(r.tokens for r in ok) / wall,
         prompt_tokens=round(median([r.prompt_tokens for r in ok])) if ok else 0,
         short=sum(1 for r in ok if r.tokens < max_tokens),
         failed=len(results) - len(ok),
     )
+
+
+def decode_rate(results: list[Result]) -> float:
+    """Tokens after each stream's first, over the time at least one stream was decoding."""
+    spans = sorted((r.first_at, r.last_at) for r in results if r.tokens > 1)
+    busy, end = 0.0, float("-inf")
+    for a, b in spans:
+        busy += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return sum(r.tokens - 1 for r in results if r.tokens > 1) / busy if busy else 0.0
 
 
 def print_level(lv: Level, single: Level | None = None) -> None:
