@@ -275,6 +275,7 @@ class LlamaEngine:
             if k in meta
         )
         self._grammars: dict[str, object] = {}
+        self._specials = self._model.special_texts()
         # Called on the worker thread for every finished request, cancelled ones included.
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._max_queue = max_queue
@@ -318,6 +319,14 @@ class LlamaEngine:
                 }
                 return self.render_chat([merged, *rest])
             raise EngineFailed(f"the model's chat template failed: {exc}") from exc
+
+    def neutralize(self, text: str) -> str:
+        """Third-party text (retrieved passages) with chat markup broken up, so that a PDF
+        containing `<|im_start|>system` reads as text instead of starting a new turn."""
+        for special in self._specials:
+            if special in text:
+                text = text.replace(special, special[0] + "\u2060" + special[1:])
+        return text
 
     def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.render_chat(messages)

@@ -92,6 +92,18 @@ class Model:
             piece = self._pieces[key] = buf.raw[:n]
         return piece
 
+    def special_texts(self) -> tuple[str, ...]:
+        """The text of every control or user-defined token (chat markup like <|im_start|>)."""
+        lib = _lib()
+        mask = lib.LLAMA_TOKEN_ATTR_CONTROL | lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+        texts = set()
+        for token in range(self.n_vocab):
+            if lib.llama_vocab_get_attr(self.vocab, token) & mask:
+                text = self.piece(token, special=True).decode("utf-8", errors="replace")
+                if len(text) > 1 and not text.isspace():
+                    texts.add(text)
+        return tuple(sorted(texts, key=len, reverse=True))
+
     def is_eog(self, token: int) -> bool:
         return bool(_lib().llama_vocab_is_eog(self.vocab, token))
 
