@@ -47,7 +47,6 @@ class Model:
         self.vocab = lib.llama_model_get_vocab(ptr)
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
         self.n_layer = lib.llama_model_n_layer(ptr)
-        self.n_ctx_train = lib.llama_model_n_ctx_train(ptr)
         self.metadata = self._metadata()
         self._pieces: dict[int, bytes] = {}
 
