@@ -33,6 +33,7 @@ import msgspec
 import structlog
 
 from .errors import EngineFailed, QueueFull
+from .llama import Context, Model, Sampler, common_prefix
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,8 @@ class Engine(Protocol):
     def render_chat(self, messages: list[dict[str, str]]) -> str: ...
 
     def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def neutralize(self, text: str) -> str: ...
 
     def fim_tokens(self) -> tuple[int, int, int] | None: ...
 
@@ -234,8 +237,6 @@ class LlamaEngine:
         flash_attn: bool = True,
         stream_interval: float = 0.05,
     ) -> None:
-        from .llama import Context, Model
-
         if n_gpu_layers is None:
             n_gpu_layers = default_gpu_layers()
         # llama.cpp defaults to half the cores; prompt processing wants all of them.
@@ -274,7 +275,7 @@ class LlamaEngine:
             for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
             if k in meta
         )
-        self._grammars: dict[str, object] = {}
+        self._grammars: dict[str, Sampler] = {}
         self._specials = self._model.special_texts()
         # Called on the worker thread for every finished request, cancelled ones included.
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
@@ -378,7 +379,7 @@ class LlamaEngine:
             if slot.job is not None:
                 slot.sampler.close()
         for grammar in self._grammars.values():
-            grammar.close()  # type: ignore[attr-defined]
+            grammar.close()
         self._ctx.close()
         self._model.close()
 
@@ -504,8 +505,6 @@ class LlamaEngine:
         A slot that merely shares a system prompt with the request is not taken over when
         it holds mostly something else: another user's conversation may come back to it.
         """
-        from .llama import common_prefix
-
         scored = [(common_prefix(s.cached, tokens), s) for s in free]
         reuse, best = max(scored, key=lambda t: (t[0], t[1].used_at))
         if reuse and 2 * reuse >= len(best.cached):
@@ -513,15 +512,13 @@ class LlamaEngine:
         return min(scored, key=lambda t: t[1].used_at)[::-1]  # type: ignore[return-value]
 
     def _sampler(self, p: SamplingParams):
-        from .llama import Sampler
-
         grammar = None
         if p.grammar:
             grammar = self._grammars.get(p.grammar)
             if grammar is None:
                 grammar = self._grammars[p.grammar] = Sampler.grammar(self._model, p.grammar)
         seed = p.seed if p.seed is not None else random.getrandbits(32)
-        return Sampler(self._model, p, seed, grammar)  # type: ignore[arg-type]
+        return Sampler(self._model, p, seed, grammar)
 
     def _accept(self, slot: _Slot, token: int, now: float) -> None:
         job = slot.job

@@ -161,9 +161,8 @@ def pack(
         return augmented, engine.chat_tokens(augmented)
 
     # The usual case: every hit fits, and the prompt is tokenized once.
-    neutralize = getattr(engine, "neutralize", None)
-    if neutralize is not None:  # passages are third-party text: no chat markup from them
-        hits = [msgspec.structs.replace(h, text=neutralize(h.text)) for h in hits]
+    # passages are third-party text: no chat markup from them
+    hits = [msgspec.structs.replace(h, text=engine.neutralize(h.text)) for h in hits]
     used = list(hits)
     blocks = [source_block(n, hit) for n, hit in enumerate(used, 1)]
     augmented, tokens = with_sources(blocks)

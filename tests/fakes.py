@@ -30,6 +30,9 @@ class FakeEngine:
     def fim_tokens(self):
         return None
 
+    def neutralize(self, text: str) -> str:
+        return text
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator:
         self.requests.append(request)
         words = self.reply.split(" ")

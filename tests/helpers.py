@@ -34,3 +34,17 @@ def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
         cwd=ROOT,
         env=full_env,
     )
+
+
+async def generate_text(engine, tokens: list[int], **params):
+    """Run one request on a real engine: (all its text, its Finished event)."""
+    from server.engine import GenerationRequest, SamplingParams, TextDelta
+
+    parts, done = [], None
+    async for event in engine.generate(GenerationRequest(tokens, SamplingParams(**params))):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            done = event
+    assert done is not None
+    return "".join(parts), done

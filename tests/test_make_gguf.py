@@ -6,7 +6,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from server.engine import Finished, GenerationRequest, LlamaEngine, SamplingParams, TextDelta
+from helpers import generate_text
+
+from server.engine import LlamaEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_gguf
@@ -27,18 +29,9 @@ def test_tiny_qwen2_shape_quantizes_loads_and_streams_text(tmp_path):
         prompt = engine.chat_tokens([{"role": "user", "content": "hello"}])
         assert engine._model.piece(shape.n_vocab - 1) == b" w1023"
 
-        async def run() -> tuple[str, Finished]:
-            parts, done = [], None
-            params = SamplingParams(max_tokens=16, temperature=1.0, ignore_eos=True, seed=1)
-            async for event in engine.generate(GenerationRequest(prompt, params)):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                else:
-                    done = event
-            assert done is not None
-            return "".join(parts), done
-
-        text, done = asyncio.run(run())
+        text, done = asyncio.run(
+            generate_text(engine, prompt, max_tokens=16, temperature=1.0, ignore_eos=True, seed=1)
+        )
     finally:
         engine.close()
     assert done.completion_tokens == 16 and text

@@ -8,8 +8,9 @@ import time
 
 import openai
 import pytest
+from helpers import generate_text
 
-from server.engine import Finished, GenerationRequest, LlamaEngine, SamplingParams, TextDelta
+from server.engine import GenerationRequest, LlamaEngine, SamplingParams, TextDelta
 from server.settings import bundled_model_path
 
 SHORT = ["Explain photosynthesis.", "Write a poem about the sea.", "List five fruits."]
@@ -17,17 +18,6 @@ SHORT = ["Explain photosynthesis.", "Write a poem about the sea.", "List five fr
 
 def chat(engine: LlamaEngine, text: str) -> list[int]:
     return engine.chat_tokens([{"role": "user", "content": text}])
-
-
-async def run(engine: LlamaEngine, tokens: list[int], **params) -> tuple[str, Finished]:
-    parts, done = [], None
-    async for event in engine.generate(GenerationRequest(tokens, SamplingParams(**params))):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return "".join(parts), done
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +67,11 @@ def test_output_is_the_same_alone_and_in_a_batch(batch_engine, params):
     prompts = [chat(batch_engine, q) for q in SHORT]
 
     async def main():
-        alone = [(await run(batch_engine, p, max_tokens=60, **params))[0] for p in prompts]
+        alone = [
+            (await generate_text(batch_engine, p, max_tokens=60, **params))[0] for p in prompts
+        ]
         together = await asyncio.gather(
-            *(run(batch_engine, p, max_tokens=60, **params) for p in prompts)
+            *(generate_text(batch_engine, p, max_tokens=60, **params) for p in prompts)
         )
         return alone, [text for text, _ in together]
 
@@ -111,7 +103,7 @@ def test_a_long_prompt_does_not_freeze_running_streams():
         while len(times) < 3:
             await asyncio.sleep(0.005)
         submitted = time.perf_counter()
-        _, done = await run(engine, long_prompt, max_tokens=1)
+        _, done = await generate_text(engine, long_prompt, max_tokens=1)
         first = submitted + done.ttft_s
         await task
         return sum(submitted < t < first for t in times), first < times[-1]
@@ -139,7 +131,7 @@ def test_a_cancelled_stream_frees_its_slot():
         await anext(stream)
         await anext(stream)
         await stream.aclose()  # the client went away
-        return await asyncio.wait_for(run(engine, chat(engine, "hi"), max_tokens=3), 60)
+        return await asyncio.wait_for(generate_text(engine, chat(engine, "hi"), max_tokens=3), 60)
 
     try:
         text, done = asyncio.run(main())
@@ -154,18 +146,18 @@ def test_a_follow_up_returns_to_the_slot_holding_its_conversation(batch_engine):
     turn1 = [{"role": "user", "content": "What is the capital of France?"}]
 
     async def main():
-        first_text, first = await run(
+        first_text, first = await generate_text(
             batch_engine, batch_engine.chat_tokens(turn1), max_tokens=20, temperature=0
         )
         await asyncio.gather(
-            *(run(batch_engine, chat(batch_engine, q), max_tokens=10) for q in SHORT)
+            *(generate_text(batch_engine, chat(batch_engine, q), max_tokens=10) for q in SHORT)
         )
         turn2 = [
             *turn1,
             {"role": "assistant", "content": first_text},
             {"role": "user", "content": "And of Spain?"},
         ]
-        _, second = await run(
+        _, second = await generate_text(
             batch_engine, batch_engine.chat_tokens(turn2), max_tokens=5, temperature=0
         )
         return first, second
@@ -182,14 +174,14 @@ def test_json_grammar_inside_a_batch(batch_engine):
 
     async def main():
         return await asyncio.gather(
-            run(
+            generate_text(
                 batch_engine,
                 chat(batch_engine, "A city as JSON."),
                 max_tokens=40,
                 temperature=0.8,
                 grammar=schema_grammar,
             ),
-            *(run(batch_engine, chat(batch_engine, q), max_tokens=40) for q in SHORT),
+            *(generate_text(batch_engine, chat(batch_engine, q), max_tokens=40) for q in SHORT),
         )
 
     results = asyncio.run(main())

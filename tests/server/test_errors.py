@@ -298,6 +298,9 @@ def test_error_after_stream_started_is_an_error_frame(index_dir, retriever):
         def fim_tokens(self):
             return None
 
+        def neutralize(self, text):
+            return text
+
         async def generate(self, request):
             yield TextDelta("partial")
             raise RuntimeError("GPU fell off the bus")
