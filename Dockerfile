@@ -25,9 +25,12 @@ WORKDIR /src
 # link against the driver stub at build time; the real libcuda comes from the host at run time
 RUN ln -s /usr/local/cuda/lib64/stubs/libcuda.so /usr/local/cuda/lib64/stubs/libcuda.so.1
 ENV LD_LIBRARY_PATH=/usr/local/cuda/lib64/stubs
-RUN CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES} -DGGML_NATIVE=off -DLLAMA_CURL=off" \
-    CMAKE_BUILD_PARALLEL_LEVEL=8 \
-    pip wheel --no-deps --wheel-dir /wheels "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}"
+# CPU code for any AVX2 machine and never AMX (it dies with SIGILL on Intel CPUs with AMX)
+COPY .ci/llama-wheel.sh /tmp/llama-wheel.sh
+RUN LLAMA_CPP_VERSION=${LLAMA_CPP_PYTHON_VERSION} RAGSERVE_WHEEL_CACHE=/tmp/llama \
+    LLAMA_EXTRA_CMAKE="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES}" \
+    CMAKE_BUILD_PARALLEL_LEVEL=8 bash /tmp/llama-wheel.sh python portable \
+ && mkdir -p /wheels && cp /tmp/llama/*/*.whl /wheels/
 RUN if [ "$TORCH_CUDA" = "1" ]; then pip wheel --wheel-dir /wheels torch; \
     else pip wheel --wheel-dir /wheels --index-url https://download.pytorch.org/whl/cpu torch; fi
 COPY pyproject.toml README.md ./

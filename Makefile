@@ -1,5 +1,6 @@
 # ragserve: `make run` serves the bundled demo, `make test` runs the tests.
-# Each creates .venv on first use (llama-cpp-python compiles once; pip caches the wheel).
+# Each creates .venv on first use. llama-cpp-python compiles once per CPU feature set, without
+# AMX (see .ci/llama-wheel.sh); LLAMA_CPU=portable builds for any AVX2 CPU instead of this one.
 
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
@@ -8,6 +9,7 @@ STAMP    := $(VENV)/.installed
 # A CPU torch keeps the install small. Elsewhere: make run TORCH_FLAGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH       ?= torch==2.13.0
 TORCH_FLAGS ?=
+LLAMA_CPU   ?= host
 HOST     ?= 127.0.0.1
 PORT     ?= 8000
 DATA     ?= data
@@ -16,9 +18,10 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run test lint typecheck spec spec-check hadolint compose-check ci bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/llama-wheel.sh
 	python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check $(TORCH_FLAGS) "$(TORCH)"
+	bash .ci/llama-wheel.sh $(PY) $(LLAMA_CPU)
 	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
