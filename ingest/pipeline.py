@@ -106,6 +106,14 @@ def discover(
         if not real.is_file():
             return
         rel = real.relative_to(root).as_posix()
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8 in the name (os.fsdecode)
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            problems.append(
+                FileReport(shown, "skipped", "file name is not valid UTF-8; rename the file")
+            )
+            return
         st = real.stat()
         found.setdefault(rel, _Candidate(rel, real, st.st_size, st.st_mtime_ns))
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import msgspec
 
 from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder
 from .index import default_index_dir
+from .options import Option, add_options, choice, path, resolve, text, whole
 
 
 class RetrievalSettings(msgspec.Struct, frozen=True):
@@ -24,40 +24,43 @@ class RetrievalSettings(msgspec.Struct, frozen=True):
         )
 
 
-def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    parser.add_argument(
+RETRIEVAL_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "index_dir",
         "--index",
-        dest="index_dir",
-        type=Path,
-        default=None,
-        help="index directory [env RAGSERVE_INDEX_DIR; default "
-        "$XDG_DATA_HOME/ragserve/index or ~/.local/share/ragserve/index]",
-    )
-    parser.add_argument(
+        path,
+        None,
+        "index directory",
+        env="RAGSERVE_INDEX_DIR",
+        default_text="$XDG_DATA_HOME/ragserve/index or ~/.local/share/ragserve/index",
+    ),
+    Option(
+        "embed_model",
         "--embed-model",
-        default=env("RAGSERVE_EMBED_MODEL", DEFAULT_EMBED_MODEL),
-        help="sentence-transformers model: hub name or local folder "
-        "[env RAGSERVE_EMBED_MODEL; default %(default)s]",
-    )
-    parser.add_argument(
+        text,
+        DEFAULT_EMBED_MODEL,
+        "sentence-transformers model: hub name or local folder",
+    ),
+    Option(
+        "embed_device",
         "--embed-device",
-        choices=("auto", "cpu", "cuda"),
-        default=env("RAGSERVE_EMBED_DEVICE", "auto"),
-        help="device for embeddings [env RAGSERVE_EMBED_DEVICE; default %(default)s]",
-    )
-    parser.add_argument(
-        "--embed-batch-size",
-        type=int,
-        default=int(env("RAGSERVE_EMBED_BATCH_SIZE", "64")),
-        help="texts per embedding batch [env RAGSERVE_EMBED_BATCH_SIZE; default %(default)s]",
-    )
+        choice("auto", "cpu", "cuda"),
+        "auto",
+        "device for embeddings",
+    ),
+    Option(
+        "embed_batch_size", "--embed-batch-size", whole(1, 4096), 64, "texts per embedding batch"
+    ),
+)
+
+
+def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, RETRIEVAL_OPTIONS)
 
 
 def retrieval_settings(args: argparse.Namespace) -> RetrievalSettings:
+    values = resolve(args, RETRIEVAL_OPTIONS)
     return RetrievalSettings(
-        index_dir=args.index_dir or default_index_dir(),
-        embed_model=args.embed_model,
-        embed_device=args.embed_device,
-        embed_batch_size=args.embed_batch_size,
+        index_dir=values.pop("index_dir") or default_index_dir(),
+        **values,
     )

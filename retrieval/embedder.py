@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +25,32 @@ _PREFIXES = {
 }
 
 
+class PriorityLock:
+    """A lock where urgent holders (a chat's one-query embedding) go before bulk work."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = False
+        self._urgent = 0
+
+    @contextlib.contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            self._urgent += urgent
+            try:
+                while self._busy or (not urgent and self._urgent):
+                    self._cond.wait()
+            finally:
+                self._urgent -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
 class Tokenizer(Protocol):
     def __call__(self, text: str, **kwargs: object) -> dict: ...
 
@@ -37,7 +65,9 @@ class Embedder(Protocol):
 
     def embed_passages(self, texts: list[str]) -> np.ndarray: ...
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray: ...
+    def embed_queries(self, texts: list[str], *, urgent: bool = True) -> np.ndarray:
+        """Query vectors; `urgent=False` (bulk API calls) yields to urgent ones per batch."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -102,7 +132,8 @@ class SentenceTransformerEmbedder:
         self.query_prefix = q if query_prefix is None else query_prefix
         self.passage_prefix = p if passage_prefix is None else passage_prefix
         self._model: Any = None
-        self._lock = threading.Lock()  # torch modules are not safe to call concurrently
+        self._lock = threading.Lock()  # loading
+        self._running = PriorityLock()  # torch modules are not safe to call concurrently
 
     def load(self):
         """Load the weights (done on first use; an unchanged re-ingest never needs them)."""
@@ -146,25 +177,30 @@ class SentenceTransformerEmbedder:
         self.load()
         return self._max_tokens
 
-    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
+    def _encode(self, texts: list[str], prefix: str, urgent: bool = True) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.load()
-        with self._lock:
-            vectors = model.encode(
-                [prefix + t for t in texts],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        step = len(texts) if urgent else self.batch_size
+        parts = []
+        for i in range(0, len(texts), step):
+            with self._running.hold(urgent):
+                parts.append(
+                    model.encode(
+                        [prefix + t for t in texts[i : i + step]],
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                )
+        return np.asarray(np.concatenate(parts), dtype=np.float32)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.passage_prefix)
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.query_prefix)
+    def embed_queries(self, texts: list[str], *, urgent: bool = True) -> np.ndarray:
+        return self._encode(texts, self.query_prefix, urgent)
 
     def count_tokens(self, text: str) -> int:
         self.load()

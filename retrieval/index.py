@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,6 +86,30 @@ class IndexVersion:
         self.manifest = read_manifest(self.dir)
         self.store = ChunkStore(self.dir / DB_FILE, readonly=True)
         self.vectors = VectorIndex.load(self.dir / VECTORS_FILE, self.manifest.dim)
+        self._users = 0
+        self._retired = False
+        self._lock = threading.Lock()
+
+    def acquire(self) -> IndexVersion:
+        """Mark a search as using this version (a retired one stays open until released)."""
+        with self._lock:
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._retired and self._users == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """A newer version is published: close once the last search using this one ends."""
+        with self._lock:
+            self._retired = True
+            idle = self._users == 0
+        if idle:
+            self.close()
 
     @classmethod
     def open_current(cls, index_dir: Path) -> IndexVersion:

@@ -11,7 +11,7 @@ import msgspec
 import structlog
 
 from .embedder import Embedder
-from .errors import EmbeddingModelMismatch, InvalidRequest
+from .errors import EmbeddingModelMismatch, IndexNotFound, InvalidRequest
 from .index import IndexVersion, current_version
 
 log = structlog.get_logger(__name__)
@@ -116,8 +116,8 @@ class Retriever:
                 documents=version.manifest.documents,
                 chunks=version.manifest.chunks,
             )
-        # Searches still running on the old version hold their own references.
-        del old
+        if old is not None:
+            old.retire()  # closed when the searches still running on it end
         return True
 
     def search(
@@ -128,7 +128,28 @@ class Retriever:
         if top_k <= 0 or not query.strip():
             return []
         started = time.perf_counter()
-        version = self.version
+        self.refresh()
+        with self._lock:  # no retire() between reading the version and acquiring it
+            version = self._current().acquire()
+        try:
+            return self._search(version, query, top_k, filters, mode, started)
+        finally:
+            version.release()
+
+    def _current(self) -> IndexVersion:
+        if self._version is None:
+            raise IndexNotFound(f"no index at {self.index_dir}")
+        return self._version
+
+    def _search(
+        self,
+        version: IndexVersion,
+        query: str,
+        top_k: int,
+        filters: Filters | None,
+        mode: Mode,
+        started: float,
+    ) -> list[Hit]:
         allowed = None
         if filters is not None and filters.documents:
             allowed = version.store.chunk_ids_for_documents(filters.documents)

@@ -20,7 +20,7 @@ from .embeddings.routes import create_embeddings
 from .embeddings.service import EmbeddingService
 from .engine import Engine
 from .errors import handle_exception
-from .middleware import AuthMiddleware, CORSMiddleware, RequestMiddleware
+from .middleware import AuthMiddleware, CORSMiddleware, LocalGuardMiddleware, RequestMiddleware
 from .models.routes import get_model, get_models
 from .protocol import Response as WireResponse
 from .settings import Settings
@@ -74,7 +74,7 @@ async def ready(app_state: AppState) -> Readiness:
         index_version=version.name,
         documents=version.manifest.documents,
         chunks=version.manifest.chunks,
-        queue_depth=engine.queue_depth,
+        queue_depth=engine.stats().queued,
     )
 
 
@@ -88,9 +88,10 @@ async def ready(app_state: AppState) -> Readiness:
 async def metrics(app_state: AppState) -> Response[bytes]:
     if app_state.ready:
         m, manifest = app_state.metrics, app_state.retriever.version.manifest
-        m.queue_depth.set(app_state.engine.queue_depth)
-        m.slots_busy.set(getattr(app_state.engine, "busy_slots", 0))
-        m.slots.set(getattr(app_state.engine, "parallel", 1))
+        stats = app_state.engine.stats()
+        m.queue_depth.set(stats.queued)
+        m.slots_busy.set(stats.busy)
+        m.slots.set(stats.slots)
         m.index_chunks.set(manifest.chunks)
         m.index_documents.set(manifest.documents)
     return Response(
@@ -105,10 +106,10 @@ class RagserveApp:
         self.litestar = litestar
         self.state = state
         s = state.settings
-        self._asgi = CORSMiddleware(
-            RequestMiddleware(AuthMiddleware(litestar, s.api_keys), state.metrics),
-            s.cors_origins,
-        )
+        inner: Any = AuthMiddleware(litestar, s.api_keys)
+        if not s.api_keys:
+            inner = LocalGuardMiddleware(inner, s.host, s.allowed_hosts)
+        self._asgi = CORSMiddleware(RequestMiddleware(inner, state.metrics), s.cors_origins)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self._asgi(scope, receive, send)

@@ -10,6 +10,7 @@ from ingest import cli as ingest_cli
 from ingest.pipeline import CorpusError
 from retrieval import cli as search_cli
 from retrieval.errors import IngestLocked, RagserveError
+from retrieval.options import SettingError
 
 from .logs import configure_logging
 from .settings import (
@@ -49,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .boot import BootApp
+    from .serve import run
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
@@ -72,15 +72,7 @@ def run_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    run(app, settings)
     return 0
 
 
@@ -94,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ragserve: interrupted; the previously published index is unchanged", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except SettingError as exc:
+        print(f"ragserve {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except IngestLocked as exc:
         print(f"ragserve {args.command}: {exc.message}", file=sys.stderr)
         return EXIT_LOCKED

@@ -7,7 +7,9 @@ before the body is read.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -16,7 +18,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from .errors import InvalidApiKey, error_body
+from .errors import InvalidApiKey, InvalidRequest, error_body
 from .metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -55,17 +57,36 @@ async def _send_json(send: Callable, status: int, body: bytes, headers: Iterable
     await send({"type": "http.response.body", "body": body})
 
 
+_LOOPBACK_ORIGIN = re.compile(
+    r"^https?://(localhost|[a-z0-9-]+\.localhost|127(\.\d{1,3}){3}|\[::1\])(:\d{1,5})?$", re.I
+)
+
+
+def _is_loopback_host(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class CORSMiddleware:
+    """Browser access: loopback origins always (local web UIs), others only if configured."""
+
     def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
         self.app = app
         self.origins = origins
 
     def _allowed(self, origin: str | None) -> bytes | None:
-        if not origin or not self.origins:
+        if not origin:
             return None
         if "*" in self.origins:
             return b"*"  # never with credentials: clients send keys as headers
-        return origin.encode() if origin in self.origins else None
+        if origin in self.origins or _LOOPBACK_ORIGIN.match(origin):
+            return origin.encode()
+        return None
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -100,6 +121,64 @@ class CORSMiddleware:
             await send(message)
 
         return await self.app(scope, receive, send_with_cors)
+
+
+def _split_host(value: str) -> str:
+    """The name part of a Host header: `[::1]:8000` -> `::1`, `example.org:80` -> `example.org`."""
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class LocalGuardMiddleware:
+    """Without API keys, a web page must not be able to drive the server from a browser.
+
+    CSRF: a page can POST text/plain without a preflight, so JSON bodies must say
+    `application/json`. DNS rebinding: a page's own host name can resolve to 127.0.0.1,
+    so the Host header must be a loopback name, an IP address, the bound address, this
+    machine's name, or one configured with --allowed-host.
+    """
+
+    def __init__(self, app: ASGIApp, bind_host: str, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.any_host = "*" in allowed
+        self.names = {n.lower() for n in (*allowed, bind_host, socket.gethostname())}
+
+    def _host_ok(self, header: str | None) -> bool:
+        if self.any_host:
+            return True
+        if not header:
+            return False
+        host = _split_host(header.strip()).lower().rstrip(".")
+        if host in self.names or _is_loopback_host(host):
+            return True
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return False
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            return await self.app(scope, receive, send)
+        if not self._host_ok(_header(scope, b"host")):
+            err = InvalidRequest(
+                "this server accepts requests without an API key only for its own host names; "
+                "configure --allowed-host (RAGSERVE_ALLOWED_HOSTS) or API keys",
+                param=None,
+            )
+            err.code = "host_not_allowed"
+            return await _send_json(send, 421, msgspec.json.encode(error_body(err)))
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            if kind not in ("application/json", "multipart/form-data"):
+                err = InvalidRequest(
+                    "send the request body as JSON with 'Content-Type: application/json'",
+                    param=None,
+                )
+                err.code = "unsupported_media_type"
+                return await _send_json(send, 415, msgspec.json.encode(error_body(err)))
+        return await self.app(scope, receive, send)
 
 
 class RequestMiddleware:

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+from retrieval.errors import InvalidRequest
 
 from .engine import Finished, SamplingParams
+
+# Bounds on what one request may ask for, enforced when the body is decoded (and so
+# documented in the OpenAPI spec): every list, string and number a client controls.
+MAX_STOP = 64
+MAX_STOP_CHARS = 512
+MAX_LOGIT_BIAS = 300  # OpenAI's own limit
+Stop = Annotated[str, Meta(max_length=MAX_STOP_CHARS)]
+StopField = Stop | Annotated[list[Stop], Meta(max_length=MAX_STOP)] | None
+Temperature = Annotated[float, Meta(ge=0, le=2)] | None
+TopP = Annotated[float, Meta(ge=0, le=1)] | None
+Penalty = Annotated[float, Meta(ge=-2, le=2)] | None
+TopK = Annotated[int, Meta(ge=0, le=1000)] | None
+MinP = Annotated[float, Meta(ge=0, le=1)] | None
+RepeatPenalty = Annotated[float, Meta(gt=0, le=10)] | None
+Seed = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None
+LogitBias = Annotated[dict[str, float], Meta(max_length=MAX_LOGIT_BIAS)] | None
 
 
 class Request(msgspec.Struct, kw_only=True):
@@ -35,6 +54,27 @@ def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
+def logit_bias_of(bias: dict[str, float] | None, n_vocab: int) -> tuple[tuple[int, float], ...]:
+    """OpenAI's `logit_bias` ({"token id": -100..100}) checked against the vocabulary."""
+    out = []
+    for key, value in (bias or {}).items():
+        try:
+            token = int(key)
+        except ValueError:
+            token = -1
+        if not 0 <= token < n_vocab:
+            raise InvalidRequest(
+                f"logit_bias key {key!r} is not a token id of this model (0..{n_vocab - 1})",
+                param="logit_bias",
+            )
+        if not -100 <= value <= 100:
+            raise InvalidRequest(
+                f"logit_bias[{key}] must be between -100 and 100", param="logit_bias"
+            )
+        out.append((token, float(value)))
+    return tuple(out)
+
+
 def sampling_from(req: Any, max_tokens: int, grammar: str | None = None) -> SamplingParams:
     """SamplingParams from a chat or legacy completion request (their shared fields)."""
     d = SamplingParams()
@@ -54,6 +94,7 @@ def sampling_from(req: Any, max_tokens: int, grammar: str | None = None) -> Samp
         seed=req.seed,
         stop=stop_strings(req.stop),
         grammar=grammar,
+        logit_bias=logit_bias_of(getattr(req, "logit_bias", None), 2**31 - 1),
         ignore_eos=req.ignore_eos,
     )
 
@@ -76,8 +117,11 @@ class RagOptions(Request):
     """ragserve's addition: `extra_body={"rag": {...}}` from the SDKs."""
 
     enabled: bool = True
-    top_k: int | None = None
-    documents: list[str] | None = None  # paths relative to the corpus root, or globs
+    top_k: Annotated[int, Meta(ge=1, le=50)] | None = None
+    # paths relative to the corpus root, or globs
+    documents: Annotated[list[Annotated[str, Meta(max_length=512)]], Meta(max_length=64)] | None = (
+        None
+    )
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     append_sources: bool | None = None  # default: the server's setting
 

@@ -4,14 +4,44 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from server.engine import Finished, GenerationRequest, TextDelta
+from server.engine import EngineStats, Finished, GenerationRequest, TextDelta
 
 
-class FakeEngine:
+class FakeHandle:
+    def __init__(self, events: AsyncIterator) -> None:
+        self.events = events
+        self.cancelled = False
+
+    def __aiter__(self) -> AsyncIterator:
+        return self.events.__aiter__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SubmitByGenerate:
+    """The rest of the Engine contract for fakes that only write `generate`."""
+
+    n_vocab = 1000
+    queue_depth = 0
+
+    def submit(self, request: GenerationRequest) -> FakeHandle:
+        return FakeHandle(self.generate(request))  # type: ignore[attr-defined]
+
+    def check_grammar(self, gbnf: str) -> None:
+        pass
+
+    def stats(self) -> EngineStats:
+        return EngineStats(slots=1, busy=0, queued=0)
+
+    def shutdown(self, message: str) -> None:
+        pass
+
+
+class FakeEngine(SubmitByGenerate):
     """One token per whitespace-separated word; replies with a fixed text."""
 
     model_id = "fake"
-    queue_depth = 0
 
     def __init__(self, n_ctx: int = 200, reply: str = "It is 4.2 million [1].") -> None:
         self.n_ctx = n_ctx

@@ -60,7 +60,7 @@ def test_the_scan_finds_amx_code(tmp_path):
 
 PREFILL = textwrap.dedent(
     """
-    from server.llama import Context, Model
+    from server.engine.llama import Context, Model
     from server.settings import bundled_model_path
 
     model = Model(bundled_model_path(), n_gpu_layers=0)

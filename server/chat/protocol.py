@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from retrieval.errors import InvalidRequest
 
-from ..engine import SamplingParams
+from ..engine import SamplingParams, schema_to_gbnf
 from ..protocol import (
+    LogitBias,
+    MinP,
+    Penalty,
     RagOptions,
+    RepeatPenalty,
     Request,
     Response,
+    Seed,
     Source,
+    StopField,
     StreamOptions,
+    Temperature,
+    TopK,
+    TopP,
     Usage,
     sampling_from,
     stop_strings,
     text_of,
 )
+
+MAX_MESSAGES = 2048
+MAX_TOOLS = 128
+MaxTokens = Annotated[int, Meta(ge=1)] | None
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
@@ -46,31 +59,31 @@ class ResponseFormat(Request):
 
 
 class ChatCompletionRequest(Request):
-    messages: list[ChatMessage]
-    model: str = ""
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    messages: Annotated[list[ChatMessage], Meta(max_length=MAX_MESSAGES)]
+    model: Annotated[str, Meta(max_length=256)] = ""
+    frequency_penalty: Penalty = None
+    logit_bias: LogitBias = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    max_tokens: MaxTokens = None
+    max_completion_tokens: MaxTokens = None
     n: int | None = None
-    presence_penalty: float | None = None
+    presence_penalty: Penalty = None
     response_format: ResponseFormat | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: Seed = None
+    stop: StopField = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    tools: list[Any] | None = None
+    temperature: Temperature = None
+    top_p: TopP = None
+    tools: Annotated[list[Any], Meta(max_length=MAX_TOOLS)] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     user: Any = None
     # -- ragserve additions (llama.cpp sampling and retrieval control) --
-    top_k: int | None = None
-    min_p: float | None = None
-    repeat_penalty: float | None = None
+    top_k: TopK = None
+    min_p: MinP = None
+    repeat_penalty: RepeatPenalty = None
     ignore_eos: bool = False
     rag: RagOptions | None = None
 
@@ -85,19 +98,13 @@ class ChatCompletionRequest(Request):
                 )
         if self.n not in (None, 1):
             raise InvalidRequest("only n=1 is supported", param="n")
+        if self.logprobs or self.top_logprobs:
+            raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
         if self.tool_choice not in (None, "none", "auto"):
             raise InvalidRequest(
                 "this server does not call tools; tool_choice must be 'auto' or 'none'",
                 param="tool_choice",
             )
-        _check_range(self.temperature, 0, 2, "temperature")
-        _check_range(self.top_p, 0, 1, "top_p")
-        _check_range(self.presence_penalty, -2, 2, "presence_penalty")
-        _check_range(self.frequency_penalty, -2, 2, "frequency_penalty")
-        for name in ("max_tokens", "max_completion_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InvalidRequest(f"{name} must be at least 1", param=name)
         if self.response_format is not None:
             kind = self.response_format.type
             if kind not in ("text", "json_object", "json_schema"):
@@ -123,17 +130,12 @@ class ChatCompletionRequest(Request):
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return None
-        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+        from llama_cpp.llama_grammar import JSON_GBNF
 
         if fmt.type == "json_object":
             return JSON_GBNF
         assert fmt.json_schema is not None
-        try:
-            return json_schema_to_gbnf(json.dumps(fmt.json_schema.schema))
-        except Exception as exc:
-            raise InvalidRequest(
-                f"unsupported JSON schema: {exc}", param="response_format"
-            ) from exc
+        return schema_to_gbnf(fmt.json_schema.schema)
 
     def sampling_params(self, max_tokens: int) -> SamplingParams:
         return sampling_from(self, max_tokens, self.grammar())
@@ -151,11 +153,6 @@ class ChatCompletionRequest(Request):
             else:
                 out.append({"role": role, "content": text})
         return out
-
-
-def _check_range(value: float | None, lo: float, hi: float, name: str) -> None:
-    if value is not None and not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {lo} and {hi}", param=name)
 
 
 class AssistantMessage(Response):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
 from .protocol import ChatCompletion, ChatCompletionRequest
 from .service import ChatService
@@ -20,8 +21,8 @@ from .service import ChatService
 async def create_chat_completion(
     data: ChatCompletionRequest, request: Request, chat: ChatService
 ) -> ChatCompletion | Stream:
-    request_id = request.state.request_id
-    prepared = await chat.prepare(data, request_id)
+    prepared = await chat.prepare(data, request.state.request_id)
     if data.stream:
-        return sse_response(chat.stream(prepared), request_id)
-    return await chat.complete(prepared)
+        body = StreamBody(chat.stream(prepared), prepared.handle)
+        return sse_response(body, request.state.request_id)
+    return await unless_disconnected(request, chat.complete(prepared), prepared.handle)

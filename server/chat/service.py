@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import msgspec
 import structlog
@@ -13,9 +14,10 @@ import structlog
 from retrieval.search import Filters, Mode
 
 from .. import rag
-from ..engine import Finished, GenerationRequest, TextDelta
-from ..protocol import Source, usage_of
-from ..sse import DONE, KEEPALIVE, error_frame, frame, with_keepalive
+from ..engine import Finished, GenerationRequest, SamplingParams, TextDelta
+from ..generation import Admitted, collect, stream_frames
+from ..protocol import Source, logit_bias_of, usage_of
+from ..sse import frame
 from ..state import AppState
 from .protocol import (
     AssistantMessage,
@@ -28,18 +30,14 @@ from .protocol import (
 )
 
 log = structlog.get_logger(__name__)
-KEEPALIVE_S = 10.0
+
+Search = tuple[str, int, Filters | None, Mode]
 
 
-class Prepared(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    request: GenerationRequest
-    sources: list[Source]
-    append_sources: bool
-    include_usage: bool
-    started: float
+@dataclass
+class Prepared(Admitted):
+    sources: list[Source] = field(default_factory=list)
+    append_sources: bool = False
 
 
 class ChatService:
@@ -48,12 +46,14 @@ class ChatService:
         self.memory = rag.TurnMemory()
 
     async def prepare(self, req: ChatCompletionRequest, request_id: str) -> Prepared:
-        """Everything that can fail before the first byte: errors here are plain JSON."""
+        """Everything that can fail before the first byte (errors here are plain JSON),
+        ending with the engine accepting the request or refusing it (429)."""
         started = time.perf_counter()
         req.validate()
         state, s = self.state, self.state.settings
         rag_on = state.resolve_chat_model(req.model)
-        _ = state.engine  # 503 before any work while the model is still loading
+        engine = state.engine  # 503 before any work while the model is still loading
+        logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
         messages = req.plain_messages()
         options = req.rag
         if options is not None and not options.enabled:
@@ -61,8 +61,7 @@ class ChatService:
         if rag_on and rag.is_background_call(messages):
             rag_on = False
             log.info("rag.skipped", reason="background call")
-        sampling = req.sampling_params(1)  # validates response_format before any work
-        search = None
+        search: Search | None = None
         if rag_on:
             top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
             filters = (
@@ -70,8 +69,8 @@ class ChatService:
             )
             mode: Mode = options.mode if options else "hybrid"
             search = (rag.search_query(messages), top_k, filters, mode)
-        # one hop to a worker thread for retrieval and packing: both are CPU-bound
-        packed = await asyncio.to_thread(self._retrieve_and_pack, req, messages, search)
+        # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
+        sampling, packed = await asyncio.to_thread(self._build, req, messages, search)
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
             log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
@@ -80,33 +79,34 @@ class ChatService:
             if options is None or options.append_sources is None
             else options.append_sources
         )
+        request = GenerationRequest(
+            packed.prompt_tokens,
+            msgspec.structs.replace(sampling, max_tokens=packed.max_tokens),
+            request_id,
+        )
         return Prepared(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=req.model or state.model_id,
-            request=GenerationRequest(
-                packed.prompt_tokens,
-                msgspec.structs.replace(sampling, max_tokens=packed.max_tokens),
-                request_id,
-            ),
-            sources=packed.sources,
-            append_sources=append and bool(packed.sources) and sampling.grammar is None,
+            request=request,
+            handle=engine.submit(request),  # QueueFull: 429 before the response starts
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             started=started,
+            sources=packed.sources,
+            append_sources=append and bool(packed.sources) and sampling.grammar is None,
         )
 
-    def _retrieve_and_pack(
-        self,
-        req: ChatCompletionRequest,
-        messages: list[dict[str, str]],
-        search: tuple[str, int, Filters | None, Mode] | None,
-    ) -> rag.Packed:
+    def _build(
+        self, req: ChatCompletionRequest, messages: list[dict[str, str]], search: Search | None
+    ) -> tuple[SamplingParams, rag.Packed]:
         state, s = self.state, self.state.settings
+        sampling = req.sampling_params(1)  # the grammar: bounded, then compiled and cached
+        if sampling.grammar:
+            state.engine.check_grammar(sampling.grammar)
         hits = []
         if search is not None:
             t0 = time.perf_counter()
-            retriever = state.retriever
-            hits = retriever.search(*search)
+            hits = state.retriever.search(*search)
             elapsed = time.perf_counter() - t0
             state.metrics.retrieval.observe(elapsed)
             log.info(
@@ -116,7 +116,7 @@ class ChatService:
                 ms=round(elapsed * 1000, 1),
                 documents=sorted({h.document for h in hits}),
             )
-        return rag.pack(
+        packed = rag.pack(
             state.engine,
             messages,
             hits,
@@ -124,11 +124,12 @@ class ChatService:
             s.default_max_tokens,
             self.memory if search is not None else None,
         )
+        return sampling, packed
 
     async def _events(self, p: Prepared) -> AsyncIterator[TextDelta | Finished]:
         """The engine's events, with the sources footer as a last text delta."""
         answer: list[str] = []
-        async for event in self.state.engine.generate(p.request):
+        async for event in p.handle:
             if isinstance(event, TextDelta):
                 answer.append(event.text)
                 yield event
@@ -153,14 +154,7 @@ class ChatService:
         )
 
     async def complete(self, p: Prepared) -> ChatCompletion:
-        parts: list[str] = []
-        done: Finished | None = None
-        async for event in self._events(p):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                done = event
-        assert done is not None
+        text, done = await collect(self._events(p))
         return ChatCompletion(
             id=p.id,
             created=p.created,
@@ -168,7 +162,7 @@ class ChatService:
             choices=[
                 Choice(
                     index=0,
-                    message=AssistantMessage(content="".join(parts)),
+                    message=AssistantMessage(content=text),
                     finish_reason=done.finish_reason,
                 )
             ],
@@ -188,27 +182,24 @@ class ChatService:
                 )
             )
 
-        yield chunk(Delta(role="assistant", content=""), sources=p.sources)
-        try:
-            async for event in with_keepalive(self._events(p), KEEPALIVE_S):
-                if event is None:
-                    yield KEEPALIVE
-                elif isinstance(event, TextDelta):
-                    if event.text:
-                        yield chunk(Delta(content=event.text))
-                else:
-                    yield chunk(Delta(), event.finish_reason)
-                    if p.include_usage:
-                        yield frame(
-                            ChatCompletionChunk(
-                                id=p.id,
-                                created=p.created,
-                                model=p.model,
-                                choices=[],
-                                usage=usage_of(event),
-                            )
+        def finish(done: Finished) -> list[bytes]:
+            frames = [chunk(Delta(), done.finish_reason)]
+            if p.include_usage:
+                frames.append(
+                    frame(
+                        ChatCompletionChunk(
+                            id=p.id,
+                            created=p.created,
+                            model=p.model,
+                            choices=[],
+                            usage=usage_of(done),
                         )
-            yield DONE
-        except Exception as exc:
-            log.warning("chat.stream_failed", error=str(exc))
-            yield error_frame(exc)
+                    )
+                )
+            return frames
+
+        yield chunk(Delta(role="assistant", content=""), sources=p.sources)
+        async for data in stream_frames(
+            self._events(p), lambda text: chunk(Delta(content=text)), finish, "chat"
+        ):
+            yield data

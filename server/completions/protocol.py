@@ -2,35 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta
 
 from retrieval.errors import InvalidRequest
 
 from ..engine import SamplingParams
-from ..protocol import Request, Response, StreamOptions, Usage, sampling_from
+from ..protocol import (
+    LogitBias,
+    MinP,
+    Penalty,
+    RepeatPenalty,
+    Request,
+    Response,
+    Seed,
+    StopField,
+    StreamOptions,
+    Temperature,
+    TopK,
+    TopP,
+    Usage,
+    sampling_from,
+)
 
 
 class CompletionRequest(Request):
-    prompt: str | list[Any]
-    model: str = ""
+    prompt: str | Annotated[list[Any], Meta(max_length=1 << 20)]
+    model: Annotated[str, Meta(max_length=256)] = ""
     echo: bool = False
-    frequency_penalty: float | None = None
-    logprobs: int | None = None
-    max_tokens: int | None = 16
+    frequency_penalty: Penalty = None
+    logit_bias: LogitBias = None
+    logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1)] | None = 16
     n: int | None = None
-    presence_penalty: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    presence_penalty: Penalty = None
+    seed: Seed = None
+    stop: StopField = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     suffix: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    temperature: Temperature = None
+    top_p: TopP = None
     user: Any = None
     # -- ragserve additions (llama.cpp sampling) --
-    top_k: int | None = None
-    min_p: float | None = None
-    repeat_penalty: float | None = None
+    top_k: TopK = None
+    min_p: MinP = None
+    repeat_penalty: RepeatPenalty = None
     ignore_eos: bool = False
 
     def prompt_text(self) -> str | list[int]:
@@ -51,10 +69,8 @@ class CompletionRequest(Request):
     def validate(self) -> None:
         if self.n not in (None, 1):
             raise InvalidRequest("only n=1 is supported", param="n")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
-            raise InvalidRequest("temperature must be between 0 and 2", param="temperature")
+        if self.logprobs:
+            raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
 
     def sampling_params(self, max_tokens: int) -> SamplingParams:
         return sampling_from(self, max_tokens)

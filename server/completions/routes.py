@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
 from .protocol import Completion, CompletionRequest
 from .service import CompletionService
@@ -20,7 +21,8 @@ from .service import CompletionService
 async def create_completion(
     data: CompletionRequest, request: Request, completions: CompletionService
 ) -> Completion | Stream:
-    prepared = completions.prepare(data, request.state.request_id)
+    prepared = await completions.prepare(data, request.state.request_id)
     if data.stream:
-        return sse_response(completions.stream(prepared), request.state.request_id)
-    return await completions.complete(prepared)
+        body = StreamBody(completions.stream(prepared), prepared.handle)
+        return sse_response(body, request.state.request_id)
+    return await unless_disconnected(request, completions.complete(prepared), prepared.handle)

@@ -2,63 +2,91 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-
-import msgspec
+from dataclasses import dataclass
 
 from retrieval.errors import InvalidRequest
 
 from .. import rag
-from ..engine import GenerationRequest, TextDelta
-from ..protocol import Usage, usage_of
-from ..sse import DONE, KEEPALIVE, error_frame, frame, with_keepalive
+from ..engine import Engine, Finished, GenerationRequest
+from ..errors import ContextLengthExceeded
+from ..generation import Admitted, collect, stream_frames
+from ..protocol import Usage, logit_bias_of, usage_of
+from ..sse import frame
 from ..state import AppState
 from .protocol import Completion, CompletionChoice, CompletionRequest
 
+MAX_SPECIAL_TOKENS = 1024  # llama.cpp's special-token pass is quadratic in their number
 
-class PreparedCompletion(msgspec.Struct):
-    id: str
-    created: int
-    model: str
-    request: GenerationRequest
-    echo: str
-    include_usage: bool
+
+@dataclass
+class PreparedCompletion(Admitted):
+    echo: str = ""
+
+
+def prompt_tokens(engine: Engine, req: CompletionRequest) -> list[int]:
+    """The prompt as token ids: bounded, validated, tokenized (call it off the event loop)."""
+    prompt = req.prompt_text()
+    if isinstance(prompt, list):
+        bad = next((t for t in prompt if not 0 <= t < engine.n_vocab), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"token id {bad} is outside this model's vocabulary (0..{engine.n_vocab - 1})",
+                param="prompt",
+            )
+        return prompt
+    texts = [prompt, req.suffix or ""]
+    chars = sum(map(len, texts))
+    if chars > engine.n_ctx * 16:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {engine.n_ctx} tokens; the prompt has "
+            f"{chars} characters, far more than that.",
+            param="prompt",
+        )
+    specials = sum(len(engine.neutralize(t)) - len(t) for t in texts)  # one joiner each
+    if specials > MAX_SPECIAL_TOKENS:
+        raise InvalidRequest(
+            f"the prompt contains {specials} control tokens; at most {MAX_SPECIAL_TOKENS}",
+            param="prompt",
+        )
+    if req.suffix:
+        fim = engine.fim_tokens()
+        if fim is None:
+            raise InvalidRequest(
+                "this model has no fill-in-the-middle tokens; 'suffix' is not supported",
+                param="suffix",
+            )
+        pre, suf, mid = fim
+        return [pre, *engine.tokenize(prompt), suf, *engine.tokenize(req.suffix), mid]
+    return engine.tokenize(prompt)
 
 
 class CompletionService:
     def __init__(self, state: AppState) -> None:
         self.state = state
 
-    def prepare(self, req: CompletionRequest, request_id: str) -> PreparedCompletion:
+    async def prepare(self, req: CompletionRequest, request_id: str) -> PreparedCompletion:
         req.validate()
         self.state.resolve_chat_model(req.model)
         engine = self.state.engine
-        prompt = req.prompt_text()
-        if req.suffix:
-            fim = engine.fim_tokens()
-            if fim is None or not isinstance(prompt, str):
-                raise InvalidRequest(
-                    "this model has no fill-in-the-middle tokens; 'suffix' is not supported",
-                    param="suffix",
-                )
-            pre, suf, mid = fim
-            tokens = [pre, *engine.tokenize(prompt), suf, *engine.tokenize(req.suffix), mid]
-        elif isinstance(prompt, str):
-            tokens = engine.tokenize(prompt)
-        else:
-            tokens = prompt
+        logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
+        tokens = await asyncio.to_thread(prompt_tokens, engine, req)
         if not tokens:
             raise InvalidRequest("'prompt' is empty", param="prompt")
         max_tokens = rag.plan_max_tokens(engine, len(tokens), req.max_tokens, 16)
+        request = GenerationRequest(tokens, req.sampling_params(max_tokens), request_id)
+        prompt = req.prompt
         return PreparedCompletion(
             id=f"cmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=req.model or self.state.model_id,
-            request=GenerationRequest(tokens, req.sampling_params(max_tokens), request_id),
-            echo=prompt if req.echo and isinstance(prompt, str) else "",
+            request=request,
+            handle=engine.submit(request),  # QueueFull: 429 before the response starts
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
+            echo=prompt if req.echo and isinstance(prompt, str) else "",
         )
 
     def _chunk(
@@ -78,30 +106,22 @@ class CompletionService:
         )
 
     async def complete(self, p: PreparedCompletion) -> Completion:
-        parts = [p.echo]
-        done = None
-        async for event in self.state.engine.generate(p.request):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                done = event
-        assert done is not None
-        return self._chunk(p, "".join(parts), done.finish_reason, usage_of(done))
+        text, done = await collect(p.handle)  # type: ignore[arg-type]
+        return self._chunk(p, p.echo + text, done.finish_reason, usage_of(done))
 
     async def stream(self, p: PreparedCompletion) -> AsyncIterator[bytes]:
-        try:
-            if p.echo:
-                yield frame(self._chunk(p, p.echo))
-            events = self.state.engine.generate(p.request)
-            async for event in with_keepalive(events, 10.0):
-                if event is None:
-                    yield KEEPALIVE
-                elif isinstance(event, TextDelta):
-                    yield frame(self._chunk(p, event.text))
-                else:
-                    yield frame(self._chunk(p, "", event.finish_reason))
-                    if p.include_usage:
-                        yield frame(self._chunk(p, "", usage=usage_of(event), choices=False))
-            yield DONE
-        except Exception as exc:
-            yield error_frame(exc)
+        def finish(done: Finished) -> list[bytes]:
+            frames = [frame(self._chunk(p, "", done.finish_reason))]
+            if p.include_usage:
+                frames.append(frame(self._chunk(p, "", usage=usage_of(done), choices=False)))
+            return frames
+
+        if p.echo:
+            yield frame(self._chunk(p, p.echo))
+        async for data in stream_frames(
+            p.handle,  # type: ignore[arg-type]
+            lambda text: frame(self._chunk(p, text)),
+            finish,
+            "completions",
+        ):
+            yield data

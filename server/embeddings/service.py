@@ -12,8 +12,9 @@ from retrieval.errors import InvalidRequest
 from ..state import AppState
 from .protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 
-MAX_INPUTS = 2048
+MAX_INPUTS = 2048  # OpenAI's limit; LangChain sends up to 1000 per request
 MAX_CHARS = 100_000
+MAX_TOTAL_CHARS = 1_000_000  # one request's share of the embedder
 
 
 def texts_of(req: EmbeddingRequest) -> list[str]:
@@ -37,6 +38,11 @@ def texts_of(req: EmbeddingRequest) -> list[str]:
             raise InvalidRequest(f"input[{i}] is empty", param="input")
         if len(item) > MAX_CHARS:
             raise InvalidRequest(f"input[{i}] is longer than {MAX_CHARS} characters", param="input")
+    if sum(map(len, items)) > MAX_TOTAL_CHARS:
+        raise InvalidRequest(
+            f"the inputs add up to more than {MAX_TOTAL_CHARS} characters; split the request",
+            param="input",
+        )
     return items
 
 
@@ -55,7 +61,8 @@ class EmbeddingService:
             raise InvalidRequest(
                 f"dimensions must be between 1 and {embedder.dim}", param="dimensions"
             )
-        vectors = await asyncio.to_thread(embedder.embed_queries, texts)
+        # bulk: a chat's retrieval query goes first between our batches
+        vectors = await asyncio.to_thread(lambda: embedder.embed_queries(texts, urgent=False))
         if req.dimensions is not None and req.dimensions < vectors.shape[1]:
             vectors = vectors[:, : req.dimensions]
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)

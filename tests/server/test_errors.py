@@ -282,12 +282,13 @@ def test_disconnect_stops_generation_and_the_queue_moves_on(server, http):
 
 
 def test_error_after_stream_started_is_an_error_frame(index_dir, retriever):
+    from fakes import SubmitByGenerate
+
     from server.engine import TextDelta
 
-    class FailingEngine:
+    class FailingEngine(SubmitByGenerate):
         model_id = "broken"
         n_ctx = 2048
-        queue_depth = 0
 
         def tokenize(self, text, *, add_bos=False):
             return text.split()

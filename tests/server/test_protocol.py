@@ -61,9 +61,16 @@ def test_request_accepts_client_variants_and_ignores_unknown_fields():
     ],
 )
 def test_invalid_requests(body, param):
-    with pytest.raises(InvalidRequest) as err:
+    """Refused either when the body is decoded (bounds declared on the types, so they are in
+    the OpenAPI spec too) or by validate(); either way naming the field."""
+    try:
         parse(body).validate()
-    assert err.value.param == param
+    except msgspec.ValidationError as exc:
+        assert str(exc).endswith(f"at `$.{param}`"), exc
+    except InvalidRequest as exc:
+        assert exc.param == param
+    else:
+        pytest.fail("accepted")
 
 
 def test_json_schema_becomes_a_grammar():

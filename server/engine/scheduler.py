@@ -1,4 +1,4 @@
-"""The generation engine: continuous batching over llama.cpp, behind `Engine.generate`.
+"""The scheduler: continuous batching over llama.cpp, behind `Engine.submit`.
 
 One worker thread owns one llama.cpp context holding `parallel` sequences (slots).
 Each step is one `llama_decode` that advances every running sequence by a token and
@@ -6,11 +6,12 @@ feeds a chunk of any prompt still being read, so a long prompt never freezes the
 streams already running. Requests join between steps and leave when done; each slot
 keeps the KV cache of its last conversation, and a new request goes to the slot that
 shares the longest prefix with it, so a follow-up turn only processes its new tokens.
-Sampling runs in C (a llama.cpp sampler chain per request, grammar included).
+Sampling runs in C (a llama.cpp sampler chain per request; grammars are checked first).
 
 The event loop only awaits token events. Requests beyond the slots wait in a bounded
-queue; a full queue is refused (QueueFull). A client that goes away frees its slot at
-the next step.
+queue; a full queue is refused (QueueFull) by `submit`, before any response is sent. A
+client that goes away frees its slot at the next step. A batch that fails to decode is
+undone and each request in it retried alone, so one bad request fails only itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
-import contextlib
 import os
 import queue
 import random
@@ -27,168 +27,22 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol
 
-import msgspec
 import structlog
 
-from .errors import EngineFailed, QueueFull
-from .llama import Context, Model, Sampler, common_prefix
+from retrieval.errors import InvalidRequest
+
+from ..errors import EngineFailed, QueueFull
+from .chat import ChatTemplate
+from .grammar import GrammarCache, check_gbnf
+from .jobs import Job, call_soon, deliver_all
+from .llama import Candidates, Context, Grammar, GrammarDeadEnd, LlamaError, Model, Sampler
+from .llama import common_prefix as common_prefix
+from .stops import StopMatcher
+from .types import EngineStats, Finished, GenerationEvent, GenerationRequest, SamplingParams
 
 log = structlog.get_logger(__name__)
-
-FALLBACK_TEMPLATE = (  # ChatML, for GGUFs that carry no chat template
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
-    max_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 40
-    min_p: float = 0.05
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    grammar: str | None = None  # GBNF
-    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
-
-
-class GenerationRequest(msgspec.Struct, frozen=True):
-    prompt_tokens: list[int]
-    params: SamplingParams
-    request_id: str = ""
-
-
-class TextDelta(msgspec.Struct, frozen=True):
-    text: str
-
-
-class Finished(msgspec.Struct, frozen=True):
-    finish_reason: str  # stop | length | cancelled
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    ttft_s: float
-    decode_s: float
-
-
-GenerationEvent = TextDelta | Finished
-
-
-class Engine(Protocol):
-    """What the HTTP layer needs from a model."""
-
-    model_id: str
-    n_ctx: int
-
-    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]: ...
-
-    def render_chat(self, messages: list[dict[str, str]]) -> str: ...
-
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]: ...
-
-    def neutralize(self, text: str) -> str: ...
-
-    def fim_tokens(self) -> tuple[int, int, int] | None: ...
-
-    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]: ...
-
-    @property
-    def queue_depth(self) -> int: ...
-
-
-class StopMatcher:
-    """Holds back text that might be the start of a stop string."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self.pending = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, stopped)."""
-        self.pending += text
-        if not self.stops:
-            out, self.pending = self.pending, ""
-            return out, False
-        cut = min((i for s in self.stops if (i := self.pending.find(s)) >= 0), default=-1)
-        if cut >= 0:
-            out, self.pending = self.pending[:cut], ""
-            return out, True
-        hold = 0
-        for s in self.stops:
-            for n in range(min(len(s) - 1, len(self.pending)), 0, -1):
-                if self.pending.endswith(s[:n]):
-                    hold = max(hold, n)
-                    break
-        out = self.pending[: len(self.pending) - hold]
-        self.pending = self.pending[len(out) :]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
-
-
-class _Job:
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop) -> None:
-        self.request = request
-        self.loop = loop
-        self.events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-        self.cancelled = threading.Event()
-        self.submitted = time.perf_counter()
-        self._text: list[str] = []
-        self._text_lock = threading.Lock()
-        self._scheduled = False  # a delivery is queued on the loop
-        self._last_wake: float | None = None
-
-    def emit(self, event: GenerationEvent | BaseException) -> None:
-        """Send an event after any text still held (runs on the worker thread)."""
-        with self._text_lock:
-            pending = bool(self._text)
-        if pending:
-            _call_soon(self.loop, self.deliver_text)
-        _call_soon(self.loop, self.events.put_nowait, event)
-
-    def add_text(self, text: str) -> None:
-        """Hold text for the event loop (worker thread); `due` says when to wake it."""
-        with self._text_lock:
-            self._text.append(text)
-
-    def due(self, now: float, interval: float, force: bool) -> bool:
-        """Whether the loop should be woken for the held text now (and note that it is).
-
-        The first text goes at once (time to first token); after that at most one
-        delivery per `interval`, and never a second while one is queued: a busy loop
-        gets fewer, larger deltas instead of one wake-up per token.
-        """
-        with self._text_lock:
-            if not self._text or self._scheduled:
-                return False
-            if not force and self._last_wake is not None and now - self._last_wake < interval:
-                return False
-            self._scheduled, self._last_wake = True, now
-            return True
-
-    def deliver_text(self) -> None:  # runs on the event loop
-        with self._text_lock:
-            text, self._text, self._scheduled = "".join(self._text), [], False
-        if text:
-            self.events.put_nowait(TextDelta(text))
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable, *args: object) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: its client is gone
-        loop.call_soon_threadsafe(fn, *args)
-
-
-def _deliver_all(jobs: list[_Job]) -> None:  # runs on the event loop
-    for job in jobs:
-        job.deliver_text()
+WARMUP_TOKENS = 48
 
 
 def default_gpu_layers() -> int:
@@ -204,9 +58,9 @@ class _Slot:
         self.seq = seq
         self.cached: list[int] = []  # the tokens in this sequence's KV cache, in order
         self.used_at = 0.0
-        self.job: _Job | None = None
+        self.job: Job | None = None
 
-    def start(self, job: _Job, reuse: int, sampler, limit: int) -> None:
+    def start(self, job: Job, reuse: int, sampler: Sampler, limit: int) -> None:
         self.job = job
         self.sampler = sampler
         self.pending = job.request.prompt_tokens[reuse:]  # prompt still to be read
@@ -218,6 +72,17 @@ class _Slot:
         self.first_at: float | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopMatcher(job.request.params.stop)
+
+
+class _Entry:
+    """What one slot put into this step's batch, so the step can be undone for it alone."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+        self.start = len(slot.cached)
+        self.next_token = slot.next_token
+        self.pending = slot.pending
+        self.tokens: list[tuple[int, bool]] = []  # (token, wants logits)
 
 
 class LlamaEngine:
@@ -236,6 +101,7 @@ class LlamaEngine:
         max_queue: int = 16,
         flash_attn: bool = True,
         stream_interval: float = 0.05,
+        warmup: bool = True,
     ) -> None:
         if n_gpu_layers is None:
             n_gpu_layers = default_gpu_layers()
@@ -261,31 +127,34 @@ class LlamaEngine:
         sys.setswitchinterval(0.0005)
         self.model_id = model_id
         self.n_ctx = self._ctx.n_ctx
+        self.n_vocab = self._model.n_vocab
         self.parallel = parallel
         meta = self._model.metadata
-        self._template_text = meta.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
         self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self._bos = self._model.piece(self._model.bos, special=True).decode(errors="replace")
-        self._eos = self._model.piece(self._model.eos, special=True).decode(errors="replace")
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self._formatter = Jinja2ChatFormatter(self._template_text, self._eos, self._bos)
+        self.template = ChatTemplate(
+            meta.get("tokenizer.chat_template"),
+            bos=self._model.piece(self._model.bos, special=True).decode(errors="replace"),
+            eos=self._model.piece(self._model.eos, special=True).decode(errors="replace"),
+            specials=self._model.special_texts(),
+        )
         self._fim = tuple(
             int(meta[k])
             for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
             if k in meta
         )
-        self._grammars: dict[str, Sampler] = {}
-        self._specials = self._model.special_texts()
+        self._grammars = GrammarCache(lambda gbnf: Grammar(self._model, gbnf))
+        self._candidates: Candidates | None = None  # built on the first grammar request
         # Called on the worker thread for every finished request, cancelled ones included.
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._max_queue = max_queue
-        self._inbox: queue.Queue[_Job | None] = queue.Queue()
-        self._waiting: collections.deque[_Job] = collections.deque()
+        self._inbox: queue.Queue[Job | str | None] = queue.Queue()
+        self._waiting: collections.deque[Job] = collections.deque()
         self._n_waiting = 0  # submitted, not yet in a slot
         self._lock = threading.Lock()
         self._slots = [_Slot(i) for i in range(parallel)]
         self._stream_interval = stream_interval
+        if warmup:
+            self._warmup()
         self._thread = threading.Thread(target=self._worker, name="llama-worker", daemon=True)
         self._thread.start()
         n_layer = self._model.n_layer
@@ -303,40 +172,55 @@ class LlamaEngine:
             seconds=round(time.perf_counter() - started, 2),
         )
 
+    def _warmup(self) -> None:
+        """One batched prefill and one decode step before reporting ready: a CPU that cannot
+        run this build's kernels fails here, at start-up, not on a user's first question."""
+        log.info("engine.warmup", tokens=WARMUP_TOKENS, sequences=min(2, self.parallel))
+        ctx, bos = self._ctx, self._model.bos
+        seqs = range(min(2, self.parallel))
+        n = max(1, min(WARMUP_TOKENS, ctx.n_batch // len(seqs)))
+        tokens = [bos if bos >= 0 else 0] * n
+        for seq in seqs:
+            for pos, token in enumerate(tokens):
+                ctx.add(token, pos, seq, pos == n - 1)
+        ctx.decode()
+        ctx.clear_batch()
+        for seq in seqs:
+            ctx.add(tokens[0], n, seq, True)
+        ctx.decode()
+        ctx.clear_batch()
+        for seq in seqs:
+            ctx.truncate(seq, 0)
+
     # -- tokens and templates -----------------------------------------------------------
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
         return self._model.tokenize(text, add_bos=add_bos)
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
-        try:
-            return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
-        except Exception as exc:
-            # Templates without a system role raise: fold the system text into the first turn.
-            if messages and messages[0]["role"] == "system" and len(messages) > 1:
-                system, first, *rest = messages
-                merged = {
-                    "role": first["role"],
-                    "content": system["content"] + "\n\n" + first["content"],
-                }
-                return self.render_chat([merged, *rest])
-            raise EngineFailed(f"the model's chat template failed: {exc}") from exc
+        return self.template.render(messages)
 
     def neutralize(self, text: str) -> str:
-        """Third-party text (retrieved passages) with chat markup broken up, so that a PDF
-        containing `<|im_start|>system` reads as text instead of starting a new turn."""
-        for special in self._specials:
-            if special in text:
-                text = text.replace(special, special[0] + "\u2060" + special[1:])
-        return text
+        return self.template.neutralize(text)
 
     def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         prompt = self.render_chat(messages)
-        add_bos = self._add_bos and not (self._bos and prompt.startswith(self._bos))
+        bos = self.template.bos
+        add_bos = self._add_bos and not (bos and prompt.startswith(bos))
         return self.tokenize(prompt, add_bos=add_bos)
 
     def fim_tokens(self) -> tuple[int, int, int] | None:
         return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
 
+    def check_grammar(self, gbnf: str) -> None:
+        check_gbnf(gbnf)
+        try:
+            self._grammars.clone(gbnf).close()
+        except LlamaError as exc:
+            raise InvalidRequest(
+                f"the grammar for response_format was rejected: {exc}", param="response_format"
+            ) from exc
+
+    # -- state --------------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
         return self._n_waiting
@@ -345,11 +229,15 @@ class LlamaEngine:
     def busy_slots(self) -> int:
         return sum(1 for s in self._slots if s.job is not None)
 
+    def stats(self) -> EngineStats:
+        return EngineStats(slots=self.parallel, busy=self.busy_slots, queued=self._n_waiting)
+
     # -- generation -----------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    def submit(self, request: GenerationRequest) -> Job:
+        """Queue a request; refused at once when the queue is full (before any response)."""
         if not self._thread.is_alive():
             raise EngineFailed("the generation engine has stopped")
-        job = _Job(request, asyncio.get_running_loop())
+        job = Job(request, asyncio.get_running_loop())
         with self._lock:
             if self._n_waiting >= self._max_queue:
                 raise QueueFull(
@@ -358,16 +246,16 @@ class LlamaEngine:
                 )
             self._n_waiting += 1
         self._inbox.put(job)
-        try:
-            while True:
-                event = await job.events.get()
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
-                if isinstance(event, Finished):
-                    return
-        finally:
-            job.cancelled.set()  # a client that went away frees its slot at the next step
+        return job
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """submit() and iterate, for callers that need no admission before their response."""
+        async for event in self.submit(request):
+            yield event
+
+    def shutdown(self, message: str) -> None:
+        """End every running and waiting request with an error (the server is going down)."""
+        self._inbox.put(message)
 
     def close(self) -> None:
         """Stop the worker (running requests end as cancelled) and free llama.cpp memory."""
@@ -378,8 +266,7 @@ class LlamaEngine:
         for slot in self._slots:
             if slot.job is not None:
                 slot.sampler.close()
-        for grammar in self._grammars.values():
-            grammar.close()
+        self._grammars.close()
         self._ctx.close()
         self._model.close()
 
@@ -404,7 +291,10 @@ class LlamaEngine:
             while True:
                 if job is None:
                     return False
-                self._waiting.append(job)
+                if isinstance(job, str):  # shutdown(message)
+                    self._fail_all(EngineFailed(job))
+                else:
+                    self._waiting.append(job)
                 job = self._inbox.get_nowait()
         except queue.Empty:
             return True
@@ -414,59 +304,104 @@ class LlamaEngine:
         if not self._take_new(block=not running and not self._waiting):
             return False
         self._admit()
-        ctx = self._ctx
-        ctx.clear_batch()
         slots = [s for s in self._slots if s.job is not None]
         for slot in slots:
             if slot.job is not None and slot.job.cancelled.is_set():
                 self._finish(slot, "cancelled")
-        if any(s.job is not None and s.pending for s in slots):
+        slots = [s for s in slots if s.job is not None]
+        if any(s.pending for s in slots):
             self._wake(force=True)  # this step reads prompt chunks and may take a while
-        # Every running stream advances one token; prompts fill the rest of the batch.
-        for slot in slots:
-            if slot.job is not None and slot.next_token is not None:
-                slot.index = ctx.add(slot.next_token, len(slot.cached), slot.seq, True)
-                slot.cached.append(slot.next_token)
-                slot.next_token = None
-        for slot in sorted(slots, key=lambda s: s.job.submitted if s.job else 0.0):
-            if slot.job is None or not slot.pending or ctx.room == 0:
-                continue
-            chunk = slot.pending[: ctx.room]
-            slot.pending = slot.pending[len(chunk) :]
-            last = len(chunk) - 1
-            for i, token in enumerate(chunk):
-                index = ctx.add(token, len(slot.cached), slot.seq, not slot.pending and i == last)
-                slot.cached.append(token)
-            slot.index = index if not slot.pending else -1
-        if ctx.n_tokens == 0:
+        entries = self._plan(slots)
+        if not entries:
             return True
-        try:
-            ctx.decode()
-        except Exception as exc:
-            log.exception("engine.decode_failed")
-            for slot in slots:
-                if slot.job is not None:
-                    self._fail(slot, EngineFailed(f"generation failed: {exc}"))
-            return True
+        self._decode(entries)
         now = time.perf_counter()
-        for slot in slots:
+        for e in entries:
+            slot = e.slot
             if slot.job is not None and slot.index >= 0:
-                token = slot.sampler.sample(ctx, slot.index)
-                slot.index = -1
+                index, slot.index = slot.index, -1
+                try:
+                    token = slot.sampler.sample(self._ctx, index, self._candidates_for(slot))
+                except GrammarDeadEnd as exc:
+                    self._fail(slot, InvalidRequest(str(exc), param="response_format"), keep=True)
+                    continue
                 self._accept(slot, token, now)
         self._wake(force=False)
         return True
 
+    def _plan(self, slots: list[_Slot]) -> list[_Entry]:
+        """This step's batch: every running stream's next token, then prompt chunks."""
+        room = self._ctx.n_batch
+        entries = {s.seq: _Entry(s) for s in slots}
+        for slot in slots:
+            if slot.next_token is not None:
+                entries[slot.seq].tokens.append((slot.next_token, True))
+                slot.cached.append(slot.next_token)
+                slot.next_token = None
+                room -= 1
+        for slot in sorted(slots, key=lambda s: s.job.submitted if s.job else 0.0):
+            if not slot.pending or room <= 0:
+                continue
+            chunk, slot.pending = slot.pending[:room], slot.pending[room:]
+            room -= len(chunk)
+            last = len(chunk) - 1
+            entry = entries[slot.seq]
+            for i, token in enumerate(chunk):
+                entry.tokens.append((token, not slot.pending and i == last))
+            slot.cached.extend(chunk)
+        return [e for e in entries.values() if e.tokens]
+
+    def _decode(self, entries: list[_Entry]) -> None:
+        """Decode the batch; if it fails, undo it and decode each slot's part alone, so
+        one request's failure ends that request only."""
+        try:
+            self._fill(entries)
+            self._ctx.decode()
+            return
+        except LlamaError as exc:
+            if len(entries) == 1:
+                self._undo_and_fail(entries[0], exc)
+                return
+            log.warning("engine.decode_retry", error=str(exc), sequences=len(entries))
+        for e in entries:
+            self._ctx.truncate(e.slot.seq, e.start)
+        for e in entries:
+            try:
+                self._fill([e])
+                self._ctx.decode()
+            except LlamaError as exc:
+                self._undo_and_fail(e, exc)
+
+    def _fill(self, entries: list[_Entry]) -> None:
+        ctx = self._ctx
+        ctx.clear_batch()
+        for e in entries:
+            e.slot.index = -1
+            for i, (token, logits) in enumerate(e.tokens):
+                index = ctx.add(token, e.start + i, e.slot.seq, logits)
+                if logits:
+                    e.slot.index = index
+
+    def _undo_and_fail(self, e: _Entry, exc: Exception) -> None:
+        log.error("engine.decode_failed", error=str(exc), seq=e.slot.seq)
+        e.slot.index = -1
+        self._fail(e.slot, EngineFailed(f"generation failed: {exc}"))
+
+    def _candidates_for(self, slot: _Slot) -> Candidates:
+        if self._candidates is None and slot.sampler.grammar is not None:
+            self._candidates = Candidates(self._model)
+        return self._candidates  # type: ignore[return-value]
+
     def _wake(self, force: bool) -> None:
         """Hand held text to the event loop: one wake-up per loop for all streams due."""
         now = time.perf_counter()
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[Job]] = {}
         for slot in self._slots:
             job = slot.job
             if job is not None and job.due(now, self._stream_interval, force):
                 by_loop.setdefault(job.loop, []).append(job)
         for loop, jobs in by_loop.items():
-            _call_soon(loop, _deliver_all, jobs)
+            call_soon(loop, deliver_all, jobs)
 
     def _admit(self) -> None:
         """Give waiting requests free slots, each the one sharing its longest prefix."""
@@ -483,7 +418,12 @@ class LlamaEngine:
             tokens = req.prompt_tokens
             limit = min(req.params.max_tokens, self.n_ctx - len(tokens))
             if not tokens or limit <= 0:
-                job.emit(self._finished(job, "length", 0, 0, None))
+                self._emit_done(job, self._finished(job, "length", 0, 0, None))
+                continue
+            try:
+                sampler = self._sampler(req.params)
+            except Exception as exc:
+                job.emit(EngineFailed(f"could not set up sampling: {exc}"))
                 continue
             slot, reuse = self._pick(free, tokens)
             reuse = min(reuse, len(tokens) - 1)  # the last prompt token gives the logits
@@ -491,11 +431,6 @@ class LlamaEngine:
                 reuse = 0
                 self._ctx.truncate(slot.seq, 0)
             del slot.cached[reuse:]
-            try:
-                sampler = self._sampler(req.params)
-            except Exception as exc:
-                job.emit(EngineFailed(f"could not set up sampling: {exc}"))
-                continue
             slot.start(job, reuse, sampler, limit)
 
     @staticmethod
@@ -511,14 +446,15 @@ class LlamaEngine:
             return best, reuse
         return min(scored, key=lambda t: t[1].used_at)[::-1]  # type: ignore[return-value]
 
-    def _sampler(self, p: SamplingParams):
-        grammar = None
-        if p.grammar:
-            grammar = self._grammars.get(p.grammar)
-            if grammar is None:
-                grammar = self._grammars[p.grammar] = Sampler.grammar(self._model, p.grammar)
+    def _sampler(self, p: SamplingParams) -> Sampler:
+        grammar = self._grammars.clone(p.grammar) if p.grammar else None
         seed = p.seed if p.seed is not None else random.getrandbits(32)
-        return Sampler(self._model, p, seed, grammar)
+        try:
+            return Sampler(self._model, p, seed, grammar)
+        except Exception:
+            if grammar is not None:
+                grammar.close()
+            raise
 
     def _accept(self, slot: _Slot, token: int, now: float) -> None:
         job = slot.job
@@ -541,7 +477,7 @@ class LlamaEngine:
             slot.next_token = token
 
     def _finished(
-        self, job: _Job, reason: str, generated: int, reused: int, first_at: float | None
+        self, job: Job, reason: str, generated: int, reused: int, first_at: float | None
     ) -> Finished:
         ended = time.perf_counter()
         return Finished(
@@ -553,6 +489,11 @@ class LlamaEngine:
             decode_s=ended - (first_at or ended),
         )
 
+    def _emit_done(self, job: Job, done: Finished) -> None:
+        job.emit(done)
+        for listener in list(self.listeners):
+            listener(job.request, done)
+
     def _finish(self, slot: _Slot, reason: str, *, flush: bool | None = None) -> None:
         job = slot.job
         assert job is not None
@@ -562,30 +503,35 @@ class LlamaEngine:
                 job.add_text(tail)
         slot.pending = []  # stopped while reading the prompt: the cache keeps what was read
         done = self._finished(job, reason, slot.generated, slot.reused, slot.first_at)
+        self._release(slot)
+        self._emit_done(job, done)
+
+    def _release(self, slot: _Slot) -> None:
         slot.sampler.close()
         slot.job = None
         slot.next_token = None
         slot.used_at = time.perf_counter()
-        job.emit(done)
-        for listener in list(self.listeners):
-            listener(job.request, done)
 
-    def _fail(self, slot: _Slot, exc: Exception) -> None:
+    def _fail(self, slot: _Slot, exc: Exception, *, keep: bool = False) -> None:
+        """End a slot's request with an error; unless `keep`, its cache state is unknown."""
         job = slot.job
         assert job is not None
-        slot.sampler.close()
-        slot.job = None
-        slot.next_token = None
-        slot.cached = []  # the cache state is unknown after a failed decode
-        self._ctx.truncate(slot.seq, 0)
+        self._release(slot)
+        slot.pending = []
+        if not keep:
+            slot.cached = []
+            self._ctx.truncate(slot.seq, 0)
         job.emit(exc)
+        failed = self._finished(job, "error", slot.generated, slot.reused, slot.first_at)
+        for listener in list(self.listeners):
+            listener(job.request, failed)
 
     def _fail_all(self, exc: Exception) -> None:
         for slot in self._slots:
             if slot.job is not None:
-                job, slot.job = slot.job, None
-                slot.sampler.close()
-                job.emit(exc)
-        self._take_new(block=False)
+                self._fail(slot, exc, keep=True)
         while self._waiting:
-            self._waiting.popleft().emit(exc)
+            job = self._waiting.popleft()
+            with self._lock:
+                self._n_waiting -= 1
+            job.emit(exc)

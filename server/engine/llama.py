@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import SamplingParams
+    from .types import SamplingParams
 
 ALL_LAYERS = 0x7FFFFFFF  # llama.cpp's "offload every layer"
 PENALTY_LAST_N = 64
@@ -200,19 +200,98 @@ class Context:
             self.ptr = None
 
 
-class Sampler:
-    """A llama.cpp sampler chain for one request; sampling reads the logits in C."""
+class GrammarDeadEnd(LlamaError):
+    """No token of the vocabulary can continue the grammar (e.g. it demands a NUL byte)."""
 
-    def __init__(self, model: Model, p: SamplingParams, seed: int, grammar: Sampler | None):
+
+class Grammar:
+    """A compiled, pristine grammar sampler; requests sample with clones of it."""
+
+    def __init__(self, model: Model, gbnf: str) -> None:
         lib = _lib()
+        self.ptr = lib.llama_sampler_init_grammar(model.vocab, gbnf.encode(), b"root")
+        if not self.ptr:
+            raise LlamaError("llama.cpp rejected the grammar")
+
+    def clone(self) -> Grammar:
+        copy = Grammar.__new__(Grammar)
+        copy.ptr = _lib().llama_sampler_clone(self.ptr)
+        return copy
+
+    def close(self) -> None:
+        if self.ptr:
+            _lib().llama_sampler_free(self.ptr)
+            self.ptr = None
+
+
+class Candidates:
+    """A reusable llama_token_data_array over the whole vocabulary (one per worker)."""
+
+    def __init__(self, model: Model) -> None:
+        import numpy as np
+
+        lib = _lib()
+        n = model.n_vocab
+        self.n_vocab = n
+        self._data = (lib.llama_token_data * n)()
+        dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self._view = np.frombuffer(self._data, dtype=dtype)
+        self._view["id"] = np.arange(n, dtype=np.int32)
+        self.array = lib.llama_token_data_array(self._data, n, -1, False)
+        # Tokens whose bytes contain NUL: llama.cpp's grammar code reads pieces as C
+        # strings, so they pass its check and then abort the process when accepted.
+        self._banned = np.array(
+            [t for t in range(n) if b"\0" in model.piece(t, special=True)], dtype=np.int64
+        )
+
+    def load(self, ctx: Context, index: int) -> None:
+        import numpy as np
+
+        logits = _lib().llama_get_logits_ith(ctx.ptr, index)
+        self._view["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
+        self._view["logit"][self._banned] = -np.inf
+        self.array.data = self._data
+        self.array.size = self.n_vocab
+        self.array.selected = -1
+        self.array.sorted = False
+
+    def any_allowed(self) -> bool:
+        import numpy as np
+
+        return bool(np.isfinite(self._view["logit"][: self.array.size]).any())
+
+    def selected(self) -> tuple[int, float]:
+        item = self.array.data[self.array.selected]
+        return int(item.id), float(item.logit)
+
+
+class Sampler:
+    """A llama.cpp sampler chain for one request; sampling reads the logits in C.
+
+    With a grammar, the grammar is applied on its own first and a token is accepted into
+    it only if the grammar allowed it: accepting a token it rejects aborts the process.
+    """
+
+    def __init__(self, model: Model, p: SamplingParams, seed: int, grammar: Grammar | None):
+        lib = _lib()
+        self.model = model
+        self.grammar = grammar
         self.ptr = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lambda s: lib.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
-        if grammar is not None:
-            add(lib.llama_sampler_clone(grammar.ptr))
+        if p.logit_bias:
+            biases = (lib.llama_logit_bias * len(p.logit_bias))()
+            for i, (token, bias) in enumerate(p.logit_bias):
+                biases[i].token = token
+                biases[i].bias = float("-inf") if bias <= -100 else bias
+            add(lib.llama_sampler_init_logit_bias(model.n_vocab, len(p.logit_bias), biases))
         if p.repeat_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
             add(
                 lib.llama_sampler_init_penalties(
-                    PENALTY_LAST_N, p.repeat_penalty, p.frequency_penalty, p.presence_penalty
+                    model.n_vocab,
+                    PENALTY_LAST_N,
+                    p.repeat_penalty,
+                    p.frequency_penalty,
+                    p.presence_penalty,
                 )
             )
         if p.temperature <= 0:
@@ -227,25 +306,33 @@ class Sampler:
         add(lib.llama_sampler_init_temp(p.temperature))
         add(lib.llama_sampler_init_dist(seed & 0xFFFFFFFF))
 
-    @classmethod
-    def grammar(cls, model: Model, gbnf: str) -> Sampler:
-        """A pristine grammar sampler, cloned into each request's chain."""
-        lib = _lib()
-        ptr = lib.llama_sampler_init_grammar(model.vocab, gbnf.encode(), b"root")
-        if not ptr:
-            raise LlamaError("llama.cpp rejected the grammar")
-        self = cls.__new__(cls)
-        self.ptr = ptr
-        return self
-
-    def sample(self, ctx: Context, index: int) -> int:
+    def sample(self, ctx: Context, index: int, candidates: Candidates) -> int:
         """Sample from the logits of batch position `index` (and accept the token)."""
-        return _lib().llama_sampler_sample(self.ptr, ctx.ptr, index)
+        lib = _lib()
+        if self.grammar is None:
+            return lib.llama_sampler_sample(self.ptr, ctx.ptr, index)
+        candidates.load(ctx, index)
+        ref = ctypes.byref(candidates.array)
+        lib.llama_sampler_apply(self.grammar.ptr, ref)
+        if not candidates.any_allowed():
+            raise GrammarDeadEnd("no token of this model can continue the required format")
+        lib.llama_sampler_apply(self.ptr, ref)
+        token, logit = candidates.selected()
+        if logit == float("-inf"):
+            raise GrammarDeadEnd("no token of this model can continue the required format")
+        if not self.model.is_eog(token):
+            lib.llama_sampler_accept(self.grammar.ptr, token)
+        lib.llama_sampler_accept(self.ptr, token)
+        return token
 
     def close(self) -> None:
+        lib = _lib()
         if self.ptr:
-            _lib().llama_sampler_free(self.ptr)
+            lib.llama_sampler_free(self.ptr)
             self.ptr = None
+        if self.grammar is not None:
+            self.grammar.close()
+            self.grammar = None
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

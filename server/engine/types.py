@@ -1,0 +1,90 @@
+"""The engine's contract: what a request is, what comes back, and the `Engine` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import msgspec
+
+
+class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
+    max_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 40
+    min_p: float = 0.05
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF, checked by `Engine.check_grammar` before submission
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias); -100 bans, 100 forces
+    ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
+
+
+class GenerationRequest(msgspec.Struct, frozen=True):
+    prompt_tokens: list[int]
+    params: SamplingParams
+    request_id: str = ""
+
+
+class TextDelta(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Finished(msgspec.Struct, frozen=True):
+    finish_reason: str  # stop | length | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    ttft_s: float
+    decode_s: float
+
+
+GenerationEvent = TextDelta | Finished
+
+
+class EngineStats(msgspec.Struct, frozen=True):
+    slots: int
+    busy: int
+    queued: int
+
+
+class Handle(Protocol):
+    """A submitted request: iterate for its events; `cancel()` frees its slot."""
+
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Engine(Protocol):
+    """What the HTTP layer needs from a model."""
+
+    model_id: str
+    n_ctx: int
+    n_vocab: int
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]: ...
+
+    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]: ...
+
+    def neutralize(self, text: str) -> str: ...
+
+    def fim_tokens(self) -> tuple[int, int, int] | None: ...
+
+    def check_grammar(self, gbnf: str) -> None:
+        """Compile (and cache) a grammar; raises InvalidRequest if llama.cpp rejects it."""
+        ...
+
+    def submit(self, request: GenerationRequest) -> Handle:
+        """Queue a request, or raise QueueFull/EngineFailed at once (before any response)."""
+        ...
+
+    def stats(self) -> EngineStats: ...
+
+    def shutdown(self, message: str) -> None:
+        """End running and waiting requests with an error (a server going down)."""
+        ...
