@@ -127,6 +127,11 @@ def to_ragserve_error(exc: Exception) -> RagserveError:
         if exc.status_code == 413:
             err.message = "request body too large"
         return err
+    if isinstance(exc, UnicodeDecodeError | RecursionError):  # raised decoding the body
+        return InvalidRequest(
+            "the request body is not valid JSON: it must be UTF-8 and nest at most a few "
+            "hundred levels deep"
+        )
     err = RagserveError("internal server error")
     return err
 

@@ -239,7 +239,8 @@ class LlamaEngine:
             raise EngineFailed("the generation engine has stopped")
         job = Job(request, asyncio.get_running_loop())
         with self._lock:
-            if self._n_waiting >= self._max_queue:
+            # free slots take requests at once; past them, up to max_queue may wait
+            if self._n_waiting + self.busy_slots >= self._max_queue + self.parallel:
                 raise QueueFull(
                     f"the generation queue is full ({self._max_queue} requests waiting "
                     f"for {self.parallel} slots); retry shortly"
