@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -280,3 +281,53 @@ def test_real_world_samples_ingest_or_skip_with_reason(tmp_path: Path, embedder)
     assert docs | problems == pdfs
     assert all(p.reason for p in summary.problems)
     assert summary.ingested >= len(pdfs) // 2
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256"])
+def test_aes_encrypted_pdfs_open_without_a_password_and_locked_ones_are_skipped(
+    tmp_path: Path, algorithm: str
+):
+    """Owner-password-only PDFs (no copying/printing) are common in offices: pypdf needs
+    `cryptography` for AES, which the install must bring."""
+    from pypdf import PdfReader, PdfWriter
+
+    plain = pdfgen.write_pdf(tmp_path / "plain.pdf", [["The Orchid plant opens in March."]])
+    for name, user in (("open.pdf", ""), ("locked.pdf", "hunter2")):
+        writer = PdfWriter(clone_from=PdfReader(plain))
+        writer.encrypt(user_password=user, owner_password="owner-only", algorithm=algorithm)
+        writer.write(tmp_path / name)
+    opened = extract_pdf(str(tmp_path / "open.pdf"))
+    assert opened.status == "ok", opened.reason
+    assert "Orchid" in "".join(opened.pages)
+    locked = extract_pdf(str(tmp_path / "locked.pdf"))
+    assert locked.status != "ok" and "encrypted with a password" in locked.reason
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_ingested(tmp_path: Path, embedder):
+    corpus = tmp_path / "corpus"
+    pdfgen.write_pdf(corpus / "good.pdf", [["Project Falcon has a budget of 4.2 million."]])
+    raw = os.fsencode(corpus) + b"/bad-\xff\xfe.pdf"
+    shutil.copy(corpus / "good.pdf", raw)
+    summary = ingest(tmp_path / "index", corpus, embedder=embedder, root=corpus)
+    assert summary.published
+    reasons = {p.path: p.reason for p in summary.problems}
+    assert any("not valid UTF-8" in r for r in reasons.values()), reasons
+    docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.store.documents()}
+    assert docs == {"good.pdf"}
+
+
+def test_a_replaced_index_version_is_closed_when_its_last_search_ends(tmp_path: Path, embedder):
+    corpus = tmp_path / "corpus"
+    pdfgen.write_pdf(corpus / "a.pdf", [["Project Falcon has a budget of 4.2 million."]])
+    index = tmp_path / "index"
+    ingest(index, corpus, embedder=embedder, root=corpus)
+    retriever = Retriever(index, embedder, check_interval_s=0)
+    old = retriever.version.acquire()  # a search still running on the old version
+    pdfgen.write_pdf(corpus / "b.pdf", [["Project Orchid opens in March."]])
+    ingest(index, corpus, embedder=embedder, root=corpus)
+    assert retriever.search("Orchid", top_k=1)[0].document == "b.pdf"
+    assert retriever.version is not old
+    assert old.store.chunks([1]) is not None  # still usable while the search runs
+    old.release()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed now: its file handle is gone
+        old.store.chunks([1])

@@ -69,3 +69,94 @@ def test_serve_with_a_missing_model_exits_with_a_message():
 
     out = ragserve("serve", "--model", "/nonexistent/model.gguf", timeout=60)
     assert out.returncode == 2 and "model file not found" in out.stderr
+
+
+def test_bad_settings_fail_with_one_line_naming_them():
+    from helpers import ragserve
+
+    for env, name in (
+        ({"RAGSERVE_PORT": "abc"}, "RAGSERVE_PORT"),
+        ({"RAGSERVE_PARALLEL": "0"}, "RAGSERVE_PARALLEL"),
+        ({"RAGSERVE_EMBED_DEVICE": "tpu"}, "RAGSERVE_EMBED_DEVICE"),
+        ({"RAGSERVE_STREAM_INTERVAL": "soon"}, "RAGSERVE_STREAM_INTERVAL"),
+    ):
+        out = ragserve("serve", env=env, timeout=60)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and "Traceback" not in out.stderr, lines
+    flag = ragserve("serve", "--n-ctx", "lots", timeout=60)
+    assert flag.returncode == 2 and "--n-ctx" in flag.stderr
+
+
+def _start(index_dir, tmp_path, *args: str) -> tuple[subprocess.Popen, str, object]:
+    port = free_port()
+    log = tmp_path / f"serve-{port}.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_INDEX_DIR": str(index_dir)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "never ready"
+        try:
+            if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
+                return proc, url, log
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
+def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_path):
+    import socket
+
+    proc, url, log = _start(
+        index_dir, tmp_path, "--request-timeout", "1", "--shutdown-grace", "1", "--n-ctx", "4096"
+    )
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        # headers that never finish: the connection is closed
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            assert sock.recv(1024) == b""  # closed by the server after ~1 s
+        # a body that stops arriving: 408 in OpenAI's shape
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"messages"'
+            )
+            reply = b""
+            while b'"request_timeout"' not in reply and (part := sock.recv(4096)):
+                reply += part
+            assert reply.startswith(b"HTTP/1.1 408"), reply
+            assert b'"request_timeout"' in reply
+        # SIGTERM while a long answer streams: it ends with an error frame, never a cut
+        body = {
+            "model": "x-norag",
+            "messages": [{"role": "user", "content": "Count to a thousand."}],
+            "max_tokens": 3000,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        frames: list[str] = []
+        with httpx.Client(base_url=url, timeout=60) as http:
+            with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+                assert resp.status_code == 200
+                for line in resp.iter_lines():
+                    if line:
+                        frames.append(line)
+                    if len(frames) == 3:
+                        proc.send_signal(signal.SIGTERM)
+        assert frames[-1] == "data: [DONE]" or '"error"' in frames[-1], frames[-3:]
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "server.draining" in log.read_text()
