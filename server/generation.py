@@ -87,7 +87,7 @@ async def unless_disconnected(request: Request, work: Awaitable[T], handle: Hand
 
     watcher = asyncio.ensure_future(gone())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([task, watcher], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
     finally:
         watcher.cancel()
     if task.done():

@@ -145,14 +145,16 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
             "stream": True,
         }
         frames: list[str] = []
-        with httpx.Client(base_url=url, timeout=60) as http:
-            with http.stream("POST", "/v1/chat/completions", json=body) as resp:
-                assert resp.status_code == 200
-                for line in resp.iter_lines():
-                    if line:
-                        frames.append(line)
-                    if len(frames) == 3:
-                        proc.send_signal(signal.SIGTERM)
+        with (
+            httpx.Client(base_url=url, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=body) as resp,
+        ):
+            assert resp.status_code == 200
+            for line in resp.iter_lines():
+                if line:
+                    frames.append(line)
+                if len(frames) == 3:
+                    proc.send_signal(signal.SIGTERM)
         assert frames[-1] == "data: [DONE]" or '"error"' in frames[-1], frames[-3:]
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
     finally:
