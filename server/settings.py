@@ -65,7 +65,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--model-alias",
         text,
         None,
-        "model id clients use",
+        "model id clients use (`<id>-norag`: no retrieval)",
         default_text="the file name",
     ),
     Option("host", "--host", text, "127.0.0.1", "bind address"),
@@ -92,24 +92,31 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--parallel",
         whole(1, 256),
         4,
-        "requests generated at once (continuous batching); each gets --n-ctx tokens of KV",
+        "requests generated at once (continuous batching); each holds --n-ctx tokens of KV cache, "
+        "so memory grows with it",
     ),
     Option(
         "n_batch",
         "--n-batch",
         whole(1),
         512,
-        "tokens per decode step, shared by running streams and prompt chunks",
+        "tokens per decode step, shared by running streams and chunks of new prompts (smaller: "
+        "smoother streams while long prompts are read)",
     ),
     Option(
         "stream_interval",
         "--stream-interval",
         number(0),
         0.05,
-        "seconds between text deltas of one stream after the first (0: every token)",
+        "seconds between text deltas of one stream after the first; tokens in between are merged "
+        "(0: a delta per token)",
     ),
     Option(
-        "max_queue", "--max-queue", whole(0), 16, "requests allowed to wait for a slot before 429"
+        "max_queue",
+        "--max-queue",
+        whole(0),
+        16,
+        "requests that may wait for a free slot; more get 429 + Retry-After",
     ),
     Option(
         "default_max_tokens",
@@ -242,3 +249,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         **values,
     )
+
+
+if __name__ == "__main__":  # the README's settings table: python -m server.settings
+    from retrieval.options import markdown_table
+
+    print(markdown_table((*SERVE_OPTIONS, *RETRIEVAL_OPTIONS)), end="")
