@@ -38,13 +38,7 @@ def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
 
 async def generate_text(engine, tokens: list[int], **params):
     """Run one request on a real engine: (all its text, its Finished event)."""
-    from server.engine import GenerationRequest, SamplingParams, TextDelta
+    from server.engine import GenerationRequest, SamplingParams
+    from server.generation import collect
 
-    parts, done = [], None
-    async for event in engine.generate(GenerationRequest(tokens, SamplingParams(**params))):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        else:
-            done = event
-    assert done is not None
-    return "".join(parts), done
+    return await collect(engine.generate(GenerationRequest(tokens, SamplingParams(**params))))
