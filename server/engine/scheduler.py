@@ -411,28 +411,34 @@ class LlamaEngine:
             if not free:
                 return
             job = self._waiting.popleft()
-            with self._lock:
-                self._n_waiting -= 1
-            if job.cancelled.is_set():
-                continue
-            req = job.request
-            tokens = req.prompt_tokens
-            limit = min(req.params.max_tokens, self.n_ctx - len(tokens))
-            if not tokens or limit <= 0:
-                self._emit_done(job, self._finished(job, "length", 0, 0, None))
-                continue
             try:
-                sampler = self._sampler(req.params)
-            except Exception as exc:
-                job.emit(EngineFailed(f"could not set up sampling: {exc}"))
-                continue
-            slot, reuse = self._pick(free, tokens)
-            reuse = min(reuse, len(tokens) - 1)  # the last prompt token gives the logits
-            if not self._ctx.truncate(slot.seq, reuse):
-                reuse = 0
-                self._ctx.truncate(slot.seq, 0)
-            del slot.cached[reuse:]
-            slot.start(job, reuse, sampler, limit)
+                self._start(job, free)
+            finally:
+                # only now: submit() counts waiting + busy, and this job is one or the other
+                with self._lock:
+                    self._n_waiting -= 1
+
+    def _start(self, job: Job, free: list[_Slot]) -> None:
+        if job.cancelled.is_set():
+            return
+        req = job.request
+        tokens = req.prompt_tokens
+        limit = min(req.params.max_tokens, self.n_ctx - len(tokens))
+        if not tokens or limit <= 0:
+            self._emit_done(job, self._finished(job, "length", 0, 0, None))
+            return
+        try:
+            sampler = self._sampler(req.params)
+        except Exception as exc:
+            job.emit(EngineFailed(f"could not set up sampling: {exc}"))
+            return
+        slot, reuse = self._pick(free, tokens)
+        reuse = min(reuse, len(tokens) - 1)  # the last prompt token gives the logits
+        if not self._ctx.truncate(slot.seq, reuse):
+            reuse = 0
+            self._ctx.truncate(slot.seq, 0)
+        del slot.cached[reuse:]
+        slot.start(job, reuse, sampler, limit)
 
     @staticmethod
     def _pick(free: list[_Slot], tokens: list[int]) -> tuple[_Slot, int]:
