@@ -34,6 +34,8 @@ RUN LLAMA_CPP_VERSION=${LLAMA_CPP_PYTHON_VERSION} RAGSERVE_WHEEL_CACHE=/tmp/llam
 RUN if [ "$TORCH_CUDA" = "1" ]; then pip wheel --wheel-dir /wheels torch; \
     else pip wheel --wheel-dir /wheels --index-url https://download.pytorch.org/whl/cpu torch; fi
 COPY pyproject.toml README.md ./
+COPY ragserve ./ragserve
+COPY engine ./engine
 COPY server ./server
 COPY retrieval ./retrieval
 COPY ingest ./ingest

@@ -40,10 +40,10 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 spec: $(STAMP)  ## regenerate openapi/openapi.json from the app
-	$(PY) -m server.openapi write
+	$(PY) -m ragserve.server.openapi write
 
 spec-check: $(STAMP)
-	$(PY) -m server.openapi check
+	$(PY) -m ragserve.server.openapi check
 
 hadolint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile

@@ -22,7 +22,7 @@ from _common import ROOT, median, report
 PROBE = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from server.engine.llama import Context, Model
+from ragserve.engine.llama import Context, Model
 model = Model(sys.argv[2], n_gpu_layers=0)
 ctx = Context(model, n_ctx=1024, n_seq=4, n_batch=512, n_threads=int(sys.argv[3]),
               flash_attn=True)
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-    from server.settings import bundled_model_path
+    from ragserve.server.settings import bundled_model_path
 
     model = args.model or str(bundled_model_path())
     builds = {"installed": None, **dict(b.split("=", 1) for b in args.build)}

@@ -18,7 +18,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     args = ap.parse_args()
-    from retrieval.embedder import SentenceTransformerEmbedder
+    from ragserve.retrieval.embedder import SentenceTransformerEmbedder
 
     rng = random.Random(0)
     words = [

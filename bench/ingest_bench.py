@@ -57,7 +57,7 @@ def pypdf_single(paths: list[Path]) -> int:
 
 
 def pool_extract(paths: list[Path], workers: int) -> int:
-    from ingest.pool import ExtractPool
+    from ragserve.ingest.pool import ExtractPool
 
     with ExtractPool(workers, timeout_s=120) as pool:
         return sum(len(r.pages) for _, r in pool.imap_unordered([str(p) for p in paths]))
@@ -105,8 +105,8 @@ def main() -> None:
 
         if args.full_ingest_files <= 0:
             return
-        from ingest.pipeline import IngestOptions, run_ingest
-        from retrieval.embedder import SentenceTransformerEmbedder
+        from ragserve.ingest.pipeline import IngestOptions, run_ingest
+        from ragserve.retrieval.embedder import SentenceTransformerEmbedder
 
         subset = work / "subset"
         for p in paths[: args.full_ingest_files]:

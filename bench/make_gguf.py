@@ -148,7 +148,7 @@ def make(
 ) -> Path:
     shape = PRESETS[preset]
     if tokenizer_from is None:
-        from server.settings import bundled_model_path
+        from ragserve.server.settings import bundled_model_path
 
         tokenizer_from = bundled_model_path()
     out.parent.mkdir(parents=True, exist_ok=True)

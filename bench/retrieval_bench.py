@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--latent", type=int, default=64, help="intrinsic dimension of the data")
     args = ap.parse_args()
-    from retrieval.vectors import EF_SEARCH, M, VectorIndex
+    from ragserve.retrieval.vectors import EF_SEARCH, M, VectorIndex
 
     rng = np.random.default_rng(0)
     basis = rng.normal(0, 1, (args.latent, args.dim)).astype(np.float32)

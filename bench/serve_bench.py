@@ -140,7 +140,7 @@ def main() -> None:
     if args.base_url:
         asyncio.run(load.sweep(args.base_url.rstrip("/"), args.served_model, levels, **load_kw))
         return
-    from server.settings import bundled_model_path
+    from ragserve.server.settings import bundled_model_path
 
     model = args.model or bundled_model_path()
     threads = os.cpu_count() or 1
@@ -150,7 +150,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "ragserve.cli",
             "ingest",
             str(ROOT / "samples"),
             "--index",
@@ -171,7 +171,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "ragserve.cli",
             "--log-level",
             "warning",
             "serve",
@@ -241,9 +241,9 @@ def main() -> None:
             # the client), so the model does the same work in both and only ragserve's
             # retrieval and assembly differ. The bench rebuilds that prompt from the same
             # index with the server's own code and checks that the token counts match.
-            from retrieval.embedder import SentenceTransformerEmbedder
-            from retrieval.search import Retriever
-            from server import rag
+            from ragserve.retrieval.embedder import SentenceTransformerEmbedder
+            from ragserve.retrieval.search import Retriever
+            from ragserve.server import rag
 
             emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
             hits = Retriever(index, emb).search(QUESTION, 5)

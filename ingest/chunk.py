@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 
-from retrieval.store import Chunk
+from ragserve.retrieval.store import Chunk
 
 PAGE_SEPARATOR = "\n\n"
 _BREAK_CHARS = ".!?。？！\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from retrieval.config import add_retrieval_arguments, retrieval_settings
+from ragserve.retrieval.config import add_retrieval_arguments, retrieval_settings
 
 from .pipeline import IngestOptions, IngestSummary, run_ingest
 

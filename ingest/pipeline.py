@@ -14,9 +14,9 @@ import msgspec
 import numpy as np
 import structlog
 
-from retrieval.embedder import Embedder
-from retrieval.index import IndexWriter, ingest_lock
-from retrieval.store import Chunk, Document, DocumentRow, document_title
+from ragserve.retrieval.embedder import Embedder
+from ragserve.retrieval.index import IndexWriter, ingest_lock
+from ragserve.retrieval.store import Chunk, Document, DocumentRow, document_title
 
 from .chunk import chunk_document
 from .extract import ExtractResult

@@ -19,7 +19,7 @@ from typing import cast
 
 import structlog
 
-from retrieval.errors import RagserveError
+from ragserve.errors import RagserveError
 
 from .extract import ExtractResult, extract_pdf
 

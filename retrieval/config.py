@@ -7,9 +7,10 @@ from pathlib import Path
 
 import msgspec
 
+from ragserve.options import Option, add_options, choice, path, resolve, text, whole
+
 from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder
 from .index import default_index_dir
-from .options import Option, add_options, choice, path, resolve, text, whole
 
 
 class RetrievalSettings(msgspec.Struct, frozen=True):

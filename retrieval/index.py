@@ -25,7 +25,8 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from .errors import EmbeddingModelMismatch, IndexCorrupt, IndexNotFound, IngestLocked
+from ragserve.errors import EmbeddingModelMismatch, IndexCorrupt, IndexNotFound, IngestLocked
+
 from .store import Chunk, ChunkStore, Document
 from .vectors import VectorIndex
 

@@ -10,8 +10,9 @@ from typing import Literal
 import msgspec
 import structlog
 
+from ragserve.errors import EmbeddingModelMismatch, IndexNotFound, InvalidRequest
+
 from .embedder import Embedder
-from .errors import EmbeddingModelMismatch, IndexNotFound, InvalidRequest
 from .index import IndexVersion, current_version
 
 log = structlog.get_logger(__name__)

@@ -9,8 +9,9 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
-from retrieval.embedder import Embedder
-from retrieval.search import Retriever
+from ragserve.engine import Engine
+from ragserve.retrieval.embedder import Embedder
+from ragserve.retrieval.search import Retriever
 
 from .chat.routes import create_chat_completion
 from .chat.service import ChatService
@@ -18,7 +19,6 @@ from .completions.routes import create_completion
 from .completions.service import CompletionService
 from .embeddings.routes import create_embeddings
 from .embeddings.service import EmbeddingService
-from .engine import Engine
 from .errors import handle_exception
 from .middleware import AuthMiddleware, CORSMiddleware, LocalGuardMiddleware, RequestMiddleware
 from .models.routes import get_model, get_models

@@ -1,4 +1,5 @@
-"""HTTP-side errors and the one handler that shapes every error the OpenAI way."""
+"""The one place errors become HTTP: status and OpenAI error type per error class, and the
+handler that shapes every error as `{"error": {message, type, param, code}}`."""
 
 from __future__ import annotations
 
@@ -7,62 +8,54 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from retrieval.errors import InvalidRequest, RagserveError
+from ragserve.errors import (
+    ClientGone,
+    EmbeddingModelMismatch,
+    IndexCorrupt,
+    IngestLocked,
+    InvalidApiKey,
+    InvalidRequest,
+    NotFound,
+    NotReady,
+    QueueFull,
+    RagserveError,
+    RequestTimeout,
+)
 
 log = structlog.get_logger(__name__)
 
-__all__ = [
-    "ContextLengthExceeded",
-    "EngineFailed",
-    "InvalidApiKey",
-    "InvalidRequest",
-    "ModelNotFound",
-    "NotReady",
-    "QueueFull",
-    "RagserveError",
-    "error_response",
-    "handle_exception",
-]
+INVALID, SERVER = "invalid_request_error", "server_error"
+# status and OpenAI error type; the nearest class in an error's MRO decides
+HTTP: dict[type[RagserveError], tuple[int, str]] = {
+    InvalidRequest: (400, INVALID),
+    InvalidApiKey: (401, INVALID),
+    NotFound: (404, INVALID),
+    RequestTimeout: (408, INVALID),
+    IngestLocked: (409, INVALID),
+    QueueFull: (429, "rate_limit_error"),
+    ClientGone: (499, INVALID),
+    NotReady: (503, SERVER),
+    IndexCorrupt: (500, SERVER),
+    EmbeddingModelMismatch: (500, SERVER),
+    RagserveError: (500, SERVER),
+}
 
 
-class ContextLengthExceeded(RagserveError):
-    status = 400
-    type = "invalid_request_error"
-    code = "context_length_exceeded"
-    param = "messages"
+class HTTPError(RagserveError):
+    """An error Litestar raised with its own status (unknown route, 405, 413)."""
+
+    def __init__(self, message: str, status: int, code: str | None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
 
 
-class ModelNotFound(RagserveError):
-    status = 404
-    type = "invalid_request_error"
-    code = "model_not_found"
-    param = "model"
-
-
-class InvalidApiKey(RagserveError):
-    status = 401
-    type = "invalid_request_error"
-    code = "invalid_api_key"
-
-
-class QueueFull(RagserveError):
-    status = 429
-    type = "rate_limit_error"
-    code = "queue_full"
-    retry_after_s = 2
-
-
-class NotReady(RagserveError):
-    status = 503
-    type = "server_error"
-    code = "not_ready"
-    retry_after_s = 5
-
-
-class EngineFailed(RagserveError):
-    status = 500
-    type = "server_error"
-    code = "generation_failed"
+def http_of(exc: RagserveError) -> tuple[int, str]:
+    if isinstance(exc, HTTPError):
+        return exc.status, SERVER if exc.status >= 500 else INVALID
+    for cls in type(exc).__mro__:
+        if cls in HTTP:
+            return HTTP[cls]  # type: ignore[index]
+    return 500, SERVER
 
 
 class ErrorBody(msgspec.Struct):
@@ -77,25 +70,26 @@ class ErrorResponse(msgspec.Struct):
 
 
 def error_body(exc: RagserveError) -> ErrorResponse:
-    return ErrorResponse(ErrorBody(exc.message, exc.type, exc.param, exc.code))
+    return ErrorResponse(ErrorBody(exc.message, http_of(exc)[1], exc.param, exc.code))
 
 
 def error_response(exc: RagserveError) -> Response:
+    status, _ = http_of(exc)
     headers: dict[str, str] = {}
-    if retry := getattr(exc, "retry_after_s", None):
+    if retry := exc.retry_after_s:
         headers["retry-after"] = str(retry)
         headers["retry-after-ms"] = str(retry * 1000)
-    if exc.status >= 500 and exc.status != 503:
+    if status >= 500 and status != 503:
         headers["x-should-retry"] = "false"  # a retry replays a long generation for nothing
-    return Response(error_body(exc), status_code=exc.status, headers=headers)
+    return Response(error_body(exc), status_code=status, headers=headers)
 
 
 _HTTP_CODES = {
-    400: ("invalid_request_error", "invalid_request"),
-    401: ("invalid_request_error", "invalid_api_key"),
-    404: ("invalid_request_error", "not_found"),
-    405: ("invalid_request_error", "method_not_allowed"),
-    413: ("invalid_request_error", "request_too_large"),
+    400: "invalid_request",
+    401: "invalid_api_key",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
 }
 
 
@@ -118,28 +112,21 @@ def to_ragserve_error(exc: Exception) -> RagserveError:
         message, param = _validation_message(exc)
         return InvalidRequest(message, param=param)
     if isinstance(exc, HTTPException):
-        err = RagserveError(str(exc.detail))
-        err.status = exc.status_code
-        err.type, err.code = _HTTP_CODES.get(
-            exc.status_code,
-            ("server_error" if exc.status_code >= 500 else "invalid_request_error", None),
-        )
-        if exc.status_code == 413:
-            err.message = "request body too large"
-        return err
+        message = "request body too large" if exc.status_code == 413 else str(exc.detail)
+        return HTTPError(message, exc.status_code, _HTTP_CODES.get(exc.status_code))
     if isinstance(exc, UnicodeDecodeError | RecursionError):  # raised decoding the body
         return InvalidRequest(
             "the request body is not valid JSON: it must be UTF-8 and nest at most a few "
             "hundred levels deep"
         )
-    err = RagserveError("internal server error")
-    return err
+    return RagserveError("internal server error")
 
 
 def handle_exception(request: Request, exc: Exception) -> Response:
     err = to_ragserve_error(exc)
-    if err.status >= 500 and not isinstance(exc, RagserveError):
+    status, _ = http_of(err)
+    if status >= 500 and not isinstance(exc, RagserveError):
         log.exception("request.failed", path=request.url.path)
-    elif err.status >= 500 and not isinstance(err, NotReady):  # 503 while loading is normal
+    elif status >= 500 and not isinstance(err, NotReady):  # 503 while loading is normal
         log.error("request.failed", path=request.url.path, error=err.message, code=err.code)
     return error_response(err)

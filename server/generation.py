@@ -12,20 +12,14 @@ from typing import TypeVar
 import structlog
 from litestar import Request
 
-from retrieval.errors import RagserveError
+from ragserve.engine import Finished, GenerationRequest, Handle, TextDelta
+from ragserve.errors import ClientGone
 
-from .engine import Finished, GenerationRequest, Handle, TextDelta
 from .sse import DONE, KEEPALIVE, error_frame, with_keepalive
 
 log = structlog.get_logger(__name__)
 KEEPALIVE_S = 10.0
 T = TypeVar("T")
-
-
-class ClientGone(RagserveError):
-    status = 499
-    type = "invalid_request_error"
-    code = "client_closed_request"
 
 
 @dataclass

@@ -18,7 +18,9 @@ from typing import Any
 import msgspec
 import structlog
 
-from .errors import InvalidApiKey, InvalidRequest, error_body
+from ragserve.errors import InvalidApiKey, InvalidRequest
+
+from .errors import error_body
 from .metrics import Metrics
 
 log = structlog.get_logger(__name__)

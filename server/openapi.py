@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from retrieval.config import RetrievalSettings
+from ragserve.retrieval.config import RetrievalSettings
 
 from .app import create_app
 from .settings import Settings

@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from retrieval.errors import InvalidRequest
-
-from .engine import Finished, SamplingParams
+from ragserve.engine import Finished, SamplingParams
+from ragserve.errors import InvalidRequest
 
 # Bounds on what one request may ask for, enforced when the body is decoded (and so
 # documented in the OpenAPI spec): every list, string and number a client controls.

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from retrieval.search import Hit
+from ragserve.engine import Engine
+from ragserve.errors import ContextLengthExceeded
+from ragserve.retrieval.search import Hit
 
-from .engine import Engine
-from .errors import ContextLengthExceeded
 from .protocol import Source
 
 INSTRUCTIONS = (

@@ -19,17 +19,11 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from retrieval.errors import RagserveError
+from ragserve.errors import RequestTimeout
 
 from .settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class RequestTimeout(RagserveError):
-    status = 408
-    type = "invalid_request_error"
-    code = "request_timeout"
 
 
 def header_timeout_protocol(timeout: float) -> type[H11Protocol]:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import msgspec
 
-from retrieval.config import RETRIEVAL_OPTIONS, RetrievalSettings, retrieval_settings
-from retrieval.options import (
+from ragserve.options import (
     Option,
     SettingError,
     add_options,
@@ -20,6 +19,7 @@ from retrieval.options import (
     text,
     whole,
 )
+from ragserve.retrieval.config import RETRIEVAL_OPTIONS, RetrievalSettings, retrieval_settings
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -251,7 +251,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-if __name__ == "__main__":  # the README's settings table: python -m server.settings
-    from retrieval.options import markdown_table
+if __name__ == "__main__":  # the README's settings table: python -m ragserve.server.settings
+    from ragserve.options import markdown_table
 
     print(markdown_table((*SERVE_OPTIONS, *RETRIEVAL_OPTIONS)), end="")

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litestar.response import Stream
 
-from retrieval.errors import RagserveError
+from ragserve.errors import RagserveError
 
 from .errors import error_body, to_ragserve_error
 

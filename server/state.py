@@ -7,12 +7,12 @@ import time
 
 import structlog
 
-from retrieval.embedder import Embedder
-from retrieval.embedder import model_id_for as embedding_model_id_for
-from retrieval.search import Retriever
+from ragserve.engine import Engine, Finished, GenerationRequest, LlamaEngine
+from ragserve.errors import ModelNotFound, NotReady
+from ragserve.retrieval.embedder import Embedder
+from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
+from ragserve.retrieval.search import Retriever
 
-from .engine import Engine, Finished, GenerationRequest, LlamaEngine
-from .errors import ModelNotFound, NotReady
 from .metrics import Metrics
 from .settings import Settings, bundled_model_path, model_id_for
 

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest
 from corpus import write_fact_corpus
 
-from retrieval.embedder import SentenceTransformerEmbedder
-from server.logs import configure_logging
+from ragserve.retrieval.embedder import SentenceTransformerEmbedder
+from ragserve.server.logs import configure_logging
 
 configure_logging("warning", json=False)  # the in-process servers' request logs are noise here
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from server.engine import EngineStats, Finished, GenerationRequest, TextDelta
+from ragserve.engine import EngineStats, Finished, GenerationRequest, TextDelta
 
 
 class FakeHandle:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ingest.extract import ExtractResult, extract_pdf
+from ragserve.ingest.extract import ExtractResult, extract_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
     """Run the real `ragserve` console command."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "ragserve.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,7 +38,7 @@ def ragserve(*args: str, timeout: float = 300, env: dict | None = None):
 
 async def generate_text(engine, tokens: list[int], **params):
     """Run one request on a real engine: (all its text, its Finished event)."""
-    from server.engine import GenerationRequest, SamplingParams
-    from server.generation import collect
+    from ragserve.engine import GenerationRequest, SamplingParams
+    from ragserve.server.generation import collect
 
     return await collect(engine.generate(GenerationRequest(tokens, SamplingParams(**params))))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import uvicorn
 
-from retrieval.config import RetrievalSettings
-from server.settings import Settings
+from ragserve.retrieval.config import RetrievalSettings
+from ragserve.server.settings import Settings
 
 
 def free_port() -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from helpers import ROOT
 
-from retrieval.config import RETRIEVAL_OPTIONS
-from retrieval.options import markdown_table
-from server.settings import SERVE_OPTIONS
+from ragserve.options import markdown_table
+from ragserve.retrieval.config import RETRIEVAL_OPTIONS
+from ragserve.server.settings import SERVE_OPTIONS
 
 
 def test_readme_settings_table_matches_the_declarations():
     readme = (ROOT / "README.md").read_text()
     table = markdown_table((*SERVE_OPTIONS, *RETRIEVAL_OPTIONS))
-    assert table in readme, "README settings table is stale: run `python -m server.settings`"
+    assert table in readme, (
+        "README settings table is stale: run `python -m ragserve.server.settings`"
+    )

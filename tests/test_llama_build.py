@@ -60,8 +60,8 @@ def test_the_scan_finds_amx_code(tmp_path):
 
 PREFILL = textwrap.dedent(
     """
-    from server.engine.llama import Context, Model
-    from server.settings import bundled_model_path
+    from ragserve.engine.llama import Context, Model
+    from ragserve.server.settings import bundled_model_path
 
     model = Model(bundled_model_path(), n_gpu_layers=0)
     ctx = Context(model, n_ctx=512, n_seq=2, n_batch=256, n_threads=2, flash_attn=True)

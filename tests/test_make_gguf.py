@@ -8,7 +8,7 @@ from pathlib import Path
 
 from helpers import generate_text
 
-from server.engine import LlamaEngine
+from ragserve.engine import LlamaEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import make_gguf

@@ -2,7 +2,7 @@
 
 import json
 
-from server.openapi import SPEC, generate
+from ragserve.server.openapi import SPEC, generate
 
 
 def test_committed_spec_matches_the_code():

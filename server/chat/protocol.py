@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from retrieval.errors import InvalidRequest
+from ragserve.engine import SamplingParams, schema_to_gbnf
+from ragserve.errors import InvalidRequest
 
-from ..engine import SamplingParams, schema_to_gbnf
 from ..protocol import (
     LogitBias,
     MinP,

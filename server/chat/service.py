@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import msgspec
 import structlog
 
-from retrieval.search import Filters, Mode
+from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta
+from ragserve.retrieval.search import Filters, Mode
 
 from .. import rag
-from ..engine import Finished, GenerationRequest, SamplingParams, TextDelta
 from ..generation import Admitted, collect, stream_frames
 from ..protocol import Source, logit_bias_of, usage_of
 from ..sse import frame

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from retrieval.errors import InvalidRequest
+from ragserve.engine import SamplingParams
+from ragserve.errors import InvalidRequest
 
-from ..engine import SamplingParams
 from ..protocol import (
     LogitBias,
     MinP,

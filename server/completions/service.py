@@ -8,11 +8,10 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from retrieval.errors import InvalidRequest
+from ragserve.engine import Engine, Finished, GenerationRequest
+from ragserve.errors import ContextLengthExceeded, InvalidRequest
 
 from .. import rag
-from ..engine import Engine, Finished, GenerationRequest
-from ..errors import ContextLengthExceeded
 from ..generation import Admitted, collect, stream_frames
 from ..protocol import Usage, logit_bias_of, usage_of
 from ..sse import frame

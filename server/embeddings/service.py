@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 
-from retrieval.errors import InvalidRequest
+from ragserve.errors import InvalidRequest
 
 from ..state import AppState
 from .protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from litestar import get
 
-from ..errors import ModelNotFound
+from ragserve.errors import ModelNotFound
+
 from ..state import NO_RAG_SUFFIX, AppState
 from .protocol import Model, ModelList
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from ingest.chunk import chunk_document, join_pages
+from ragserve.ingest.chunk import chunk_document, join_pages
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:

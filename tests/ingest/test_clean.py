@@ -1,4 +1,4 @@
-from ingest.clean import clean_text, garbage_score, looks_garbled
+from ragserve.ingest.clean import clean_text, garbage_score, looks_garbled
 
 
 def test_clean_text_normalises_ligatures_hyphens_and_whitespace():

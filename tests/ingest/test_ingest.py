@@ -17,11 +17,11 @@ import pdfgen
 import pytest
 from helpers import ROOT, ragserve
 
-from ingest.extract import extract_pdf
-from ingest.pipeline import IngestOptions, run_ingest
-from retrieval.errors import EmbeddingModelMismatch
-from retrieval.index import current_version, ingest_lock
-from retrieval.search import Filters, Retriever
+from ragserve.errors import EmbeddingModelMismatch
+from ragserve.ingest.extract import extract_pdf
+from ragserve.ingest.pipeline import IngestOptions, run_ingest
+from ragserve.retrieval.index import current_version, ingest_lock
+from ragserve.retrieval.search import Filters, Retriever
 
 EN_PAGES = [
     ["Project Falcon quarterly report", "This report covers the first quarter of the year."],
@@ -220,7 +220,7 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, corpus: Path
         [
             sys.executable,
             "-m",
-            "server.cli",
+            "ragserve.cli",
             "ingest",
             str(corpus),
             "--index",

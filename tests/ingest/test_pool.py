@@ -3,7 +3,7 @@ from pathlib import Path
 from helpers import hang_or_crash
 from pdfgen import write_pdf
 
-from ingest.pool import ExtractPool
+from ragserve.ingest.pool import ExtractPool
 
 
 def test_pool_survives_hanging_and_dying_workers(tmp_path: Path):

@@ -1,5 +1,5 @@
-from retrieval.analyzer import analyze, fts_query
-from retrieval.search import confidence, rrf
+from ragserve.retrieval.analyzer import analyze, fts_query
+from ragserve.retrieval.search import confidence, rrf
 
 
 def test_korean_runs_become_bigrams_and_ids_stay_whole():

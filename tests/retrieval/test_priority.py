@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from retrieval.embedder import PriorityLock
+from ragserve.retrieval.embedder import PriorityLock
 
 
 def test_urgent_holders_go_before_waiting_bulk_work():

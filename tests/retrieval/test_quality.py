@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.pipeline import IngestOptions, run_ingest
-from retrieval.search import Retriever
+from ragserve.ingest.pipeline import IngestOptions, run_ingest
+from ragserve.retrieval.search import Retriever
 
 
 @pytest.fixture(scope="module")

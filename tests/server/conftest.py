@@ -10,11 +10,11 @@ import pdfgen
 import pytest
 from liveserver import LiveServer, make_settings
 
-from ingest.pipeline import IngestOptions, run_ingest
-from retrieval.search import Retriever
-from server.app import create_app
-from server.engine import LlamaEngine
-from server.settings import bundled_model_path
+from ragserve.engine import LlamaEngine
+from ragserve.ingest.pipeline import IngestOptions, run_ingest
+from ragserve.retrieval.search import Retriever
+from ragserve.server.app import create_app
+from ragserve.server.settings import bundled_model_path
 
 FACTS = {
     "falcon.pdf": [

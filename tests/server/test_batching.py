@@ -10,8 +10,8 @@ import openai
 import pytest
 from helpers import generate_text
 
-from server.engine import GenerationRequest, LlamaEngine, SamplingParams, TextDelta
-from server.settings import bundled_model_path
+from ragserve.engine import GenerationRequest, LlamaEngine, SamplingParams, TextDelta
+from ragserve.server.settings import bundled_model_path
 
 SHORT = ["Explain photosynthesis.", "Write a poem about the sea.", "List five fruits."]
 

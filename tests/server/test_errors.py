@@ -11,9 +11,9 @@ import openai
 import pytest
 from liveserver import LiveServer, make_settings
 
-from server.app import create_app
-from server.engine import LlamaEngine
-from server.settings import bundled_model_path
+from ragserve.engine import LlamaEngine
+from ragserve.server.app import create_app
+from ragserve.server.settings import bundled_model_path
 
 
 def error_of(resp: httpx.Response) -> dict:
@@ -284,7 +284,7 @@ def test_disconnect_stops_generation_and_the_queue_moves_on(server, http):
 def test_error_after_stream_started_is_an_error_frame(index_dir, retriever):
     from fakes import SubmitByGenerate
 
-    from server.engine import TextDelta
+    from ragserve.engine import TextDelta
 
     class FailingEngine(SubmitByGenerate):
         model_id = "broken"

@@ -13,10 +13,10 @@ import openai
 import pytest
 from liveserver import LiveServer, make_settings
 
-from server.app import create_app
-from server.engine import GenerationRequest, LlamaEngine, SamplingParams, TextDelta
-from server.engine.grammar import GrammarCache
-from server.settings import bundled_model_path
+from ragserve.engine import GenerationRequest, LlamaEngine, SamplingParams, TextDelta
+from ragserve.engine.grammar import GrammarCache
+from ragserve.server.app import create_app
+from ragserve.server.settings import bundled_model_path
 
 USER = [{"role": "user", "content": "Say hello."}]
 
@@ -42,13 +42,13 @@ def still_serving(http: httpx.Client) -> None:
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
 def test_a_full_queue_refuses_streams_with_429_before_any_byte(index_dir, retriever, path):
     engine = LlamaEngine(
-        bundled_model_path(), model_id="smollm2", n_ctx=512, parallel=1, max_queue=0
+        bundled_model_path(), model_id="smollm2", n_ctx=4096, parallel=1, max_queue=0
     )
     app = create_app(make_settings(index_dir), engine=engine, retriever=retriever)
     body = {
         "messages": USER,
         "prompt": "Hello",
-        "max_tokens": 200,
+        "max_tokens": 3000,  # runs for many seconds: the slot stays taken
         "ignore_eos": True,
         "stream": True,
         "model": "smollm2-norag",

@@ -7,10 +7,15 @@ import json
 import msgspec
 import pytest
 
-from retrieval.errors import InvalidRequest
-from server.chat.protocol import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta
-from server.engine import StopMatcher
-from server.sse import DONE, frame
+from ragserve.engine import StopMatcher
+from ragserve.errors import InvalidRequest
+from ragserve.server.chat.protocol import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    Delta,
+)
+from ragserve.server.sse import DONE, frame
 
 
 def parse(body: dict) -> ChatCompletionRequest:

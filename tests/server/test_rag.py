@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fakes import FakeEngine
 
-from retrieval.search import Hit
-from server import rag
-from server.errors import ContextLengthExceeded
+from ragserve.errors import ContextLengthExceeded
+from ragserve.retrieval.search import Hit
+from ragserve.server import rag
 
 
 def hit(i: int, words: int = 10, doc: str = "a.pdf") -> Hit:

@@ -26,7 +26,7 @@ def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
     }
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "ragserve.cli", "serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -94,7 +94,7 @@ def _start(index_dir, tmp_path, *args: str) -> tuple[subprocess.Popen, str, obje
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_INDEX_DIR": str(index_dir)}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "ragserve.cli", "serve", "--port", str(port), *args],
             cwd=ROOT,
             env=env,
             stdout=out,

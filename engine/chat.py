@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import EngineFailed
+from ragserve.errors import EngineFailed
 
 FALLBACK_TEMPLATE = (  # ChatML, for GGUFs that carry no chat template
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import structlog
 
-from retrieval.errors import InvalidRequest
+from ragserve.errors import EngineFailed, InvalidRequest, QueueFull
 
-from ..errors import EngineFailed, QueueFull
 from .chat import ChatTemplate
 from .grammar import GrammarCache, check_gbnf
 from .jobs import Job, call_soon, deliver_all

@@ -6,14 +6,13 @@ import argparse
 import os
 import sys
 
-from ingest import cli as ingest_cli
-from ingest.pipeline import CorpusError
-from retrieval import cli as search_cli
-from retrieval.errors import IngestLocked, RagserveError
-from retrieval.options import SettingError
-
-from .logs import configure_logging
-from .settings import (
+from ragserve.errors import IngestLocked, RagserveError
+from ragserve.ingest import cli as ingest_cli
+from ragserve.ingest.pipeline import CorpusError
+from ragserve.options import SettingError
+from ragserve.retrieval import cli as search_cli
+from ragserve.server.logs import configure_logging
+from ragserve.server.settings import (
     add_serve_arguments,
     bundled_model_path,
     model_id_for,
@@ -50,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .boot import BootApp
-    from .serve import run
+    from ragserve.server.boot import BootApp
+    from ragserve.server.serve import run
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
