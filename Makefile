@@ -16,7 +16,7 @@ DATA     ?= data
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test lint typecheck spec spec-check hadolint compose-check ci bench clean
+.PHONY: run test lint typecheck imports spec spec-check hadolint compose-check ci bench clean
 
 $(STAMP): pyproject.toml .ci/llama-wheel.sh
 	python3 -m venv $(VENV)
@@ -39,6 +39,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+imports: $(STAMP)  ## no import cycles; engine/retrieval/ingest never import the server
+	$(PY) .ci/imports.py
+
 spec: $(STAMP)  ## regenerate openapi/openapi.json from the app
 	$(PY) -m ragserve.server.openapi write
 
@@ -51,7 +54,7 @@ hadolint: $(STAMP)
 compose-check: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
-ci: test lint typecheck spec-check hadolint compose-check
+ci: test lint typecheck imports spec-check hadolint compose-check
 
 bench: $(STAMP)
 	$(PY) bench/ingest_bench.py
