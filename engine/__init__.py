@@ -1,17 +1,22 @@
 """The generation engine: continuous batching over llama.cpp behind a small typed contract.
 
 submit(request) -> handle (refused at once when the queue is full) -> events; cancel;
-stats; shutdown; close. The modules: `types` (the contract), `scheduler` (slots, batching,
-admission), `llama` (the C binding), `chat` (templates), `grammar` (JSON schema -> GBNF,
-bounded), `stops` (stop strings), `jobs` (events from the engine thread to the loop).
+stats; shutdown; close. The modules: `types` (the contracts: Engine for the server, Backend
+for the scheduler), `scheduler` (slots, batching, admission, any Backend), `llama_engine`
+(llama.cpp as Backend, tokens and templates), `llama` (the C binding), `chat` (templates),
+`grammar` (JSON schema -> GBNF, bounded), `stops` (stop strings), `jobs` (events from the
+engine thread to the event loop).
 """
 
 from .chat import FALLBACK_TEMPLATE, ChatTemplate
 from .grammar import schema_to_gbnf
 from .jobs import Job
-from .scheduler import LlamaEngine, default_gpu_layers
+from .llama_engine import LlamaBackend, LlamaEngine, default_gpu_layers
+from .scheduler import Scheduler
 from .stops import StopMatcher
 from .types import (
+    Backend,
+    BackendError,
     Engine,
     EngineStats,
     Finished,
@@ -20,10 +25,13 @@ from .types import (
     Handle,
     SamplingParams,
     TextDelta,
+    TokenSampler,
 )
 
 __all__ = [
     "FALLBACK_TEMPLATE",
+    "Backend",
+    "BackendError",
     "ChatTemplate",
     "Engine",
     "EngineStats",
@@ -32,10 +40,13 @@ __all__ = [
     "GenerationRequest",
     "Handle",
     "Job",
+    "LlamaBackend",
     "LlamaEngine",
     "SamplingParams",
+    "Scheduler",
     "StopMatcher",
     "TextDelta",
+    "TokenSampler",
     "default_gpu_layers",
     "schema_to_gbnf",
 ]

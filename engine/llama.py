@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .types import BackendError, GrammarDeadEnd
 
 if TYPE_CHECKING:
     from .types import SamplingParams
@@ -27,8 +28,7 @@ def _lib():
     return llama_cpp
 
 
-class LlamaError(RuntimeError):
-    pass
+LlamaError = BackendError
 
 
 class Model:
@@ -200,10 +200,6 @@ class Context:
             self.ptr = None
 
 
-class GrammarDeadEnd(LlamaError):
-    """No token of the vocabulary can continue the grammar (e.g. it demands a NUL byte)."""
-
-
 class Grammar:
     """A compiled, pristine grammar sampler; requests sample with clones of it."""
 
@@ -333,12 +329,3 @@ class Sampler:
         if self.grammar is not None:
             self.grammar.close()
             self.grammar = None
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -1,7 +1,7 @@
-"""The scheduler: continuous batching over llama.cpp, behind `Engine.submit`.
+"""The scheduler: continuous batching over a Backend's sequences, behind `Engine.submit`.
 
-One worker thread owns one llama.cpp context holding `parallel` sequences (slots).
-Each step is one `llama_decode` that advances every running sequence by a token and
+One worker thread owns the backend (for llama.cpp: one context holding `parallel`
+sequences, the slots). Each step is one decode that advances every running sequence by a token and
 feeds a chunk of any prompt still being read, so a long prompt never freezes the
 streams already running. Requests join between steps and leave when done; each slot
 keeps the KV cache of its last conversation, and a new request goes to the slot that
@@ -19,35 +19,29 @@ from __future__ import annotations
 import asyncio
 import codecs
 import collections
-import os
 import queue
-import random
-import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import structlog
 
 from ragserve.errors import EngineFailed, InvalidRequest, QueueFull
 
-from .chat import ChatTemplate
-from .grammar import GrammarCache, check_gbnf
 from .jobs import Job, call_soon, deliver_all
-from .llama import Candidates, Context, Grammar, GrammarDeadEnd, LlamaError, Model, Sampler
-from .llama import common_prefix as common_prefix
 from .stops import StopMatcher
-from .types import EngineStats, Finished, GenerationEvent, GenerationRequest, SamplingParams
+from .types import (
+    Backend,
+    BackendError,
+    EngineStats,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    GrammarDeadEnd,
+    TokenSampler,
+)
 
 log = structlog.get_logger(__name__)
-WARMUP_TOKENS = 48
-
-
-def default_gpu_layers() -> int:
-    import llama_cpp
-
-    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
 class _Slot:
@@ -59,7 +53,7 @@ class _Slot:
         self.used_at = 0.0
         self.job: Job | None = None
 
-    def start(self, job: Job, reuse: int, sampler: Sampler, limit: int) -> None:
+    def start(self, job: Job, reuse: int, sampler: TokenSampler, limit: int) -> None:
         self.job = job
         self.sampler = sampler
         self.pending = job.request.prompt_tokens[reuse:]  # prompt still to be read
@@ -84,65 +78,21 @@ class _Entry:
         self.tokens: list[tuple[int, bool]] = []  # (token, wants logits)
 
 
-class LlamaEngine:
-    """A GGUF model served with continuous batching; requests wait in a bounded queue."""
+class Scheduler:
+    """Continuous batching of requests over a Backend's sequences (slots)."""
 
     def __init__(
         self,
-        model_path: Path,
+        backend: Backend,
         *,
-        model_id: str,
-        n_ctx: int = 4096,
-        parallel: int = 4,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        n_batch: int = 512,
+        parallel: int,
         max_queue: int = 16,
-        flash_attn: bool = True,
         stream_interval: float = 0.05,
-        warmup: bool = True,
+        name: str = "engine-worker",
     ) -> None:
-        if n_gpu_layers is None:
-            n_gpu_layers = default_gpu_layers()
-        # llama.cpp defaults to half the cores; prompt processing wants all of them.
-        n_threads = n_threads or os.cpu_count() or 1
-        parallel = max(1, parallel)
-        started = time.perf_counter()
-        self._model = Model(model_path, n_gpu_layers=n_gpu_layers)
-        try:
-            self._ctx = Context(
-                self._model,
-                n_ctx=n_ctx,
-                n_seq=parallel,
-                n_batch=max(n_batch, parallel),
-                n_threads=n_threads,
-                flash_attn=flash_attn,
-            )
-        except Exception:
-            self._model.close()
-            raise
-        # The worker needs the GIL between decode steps; with the default 5 ms switch
-        # interval, the event loop thread can hold it for most of a token's time budget.
-        sys.setswitchinterval(0.0005)
-        self.model_id = model_id
-        self.n_ctx = self._ctx.n_ctx
-        self.n_vocab = self._model.n_vocab
+        self._backend = backend
         self.parallel = parallel
-        meta = self._model.metadata
-        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self.template = ChatTemplate(
-            meta.get("tokenizer.chat_template"),
-            bos=self._model.piece(self._model.bos, special=True).decode(errors="replace"),
-            eos=self._model.piece(self._model.eos, special=True).decode(errors="replace"),
-            specials=self._model.special_texts(),
-        )
-        self._fim = tuple(
-            int(meta[k])
-            for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
-            if k in meta
-        )
-        self._grammars = GrammarCache(lambda gbnf: Grammar(self._model, gbnf))
-        self._candidates: Candidates | None = None  # built on the first grammar request
+        self.n_ctx = backend.n_ctx
         # Called on the worker thread for every finished request, cancelled ones included.
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._max_queue = max_queue
@@ -152,72 +102,8 @@ class LlamaEngine:
         self._lock = threading.Lock()
         self._slots = [_Slot(i) for i in range(parallel)]
         self._stream_interval = stream_interval
-        if warmup:
-            self._warmup()
-        self._thread = threading.Thread(target=self._worker, name="llama-worker", daemon=True)
+        self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._thread.start()
-        n_layer = self._model.n_layer
-        offloaded = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
-        import llama_cpp
-
-        log.info(
-            "engine.loaded",
-            model=model_id,
-            path=str(model_path),
-            n_ctx=self.n_ctx,
-            parallel=parallel,
-            gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
-            layers_offloaded=f"{offloaded}/{n_layer}" if n_gpu_layers else f"0/{n_layer}",
-            seconds=round(time.perf_counter() - started, 2),
-        )
-
-    def _warmup(self) -> None:
-        """One batched prefill and one decode step before reporting ready: a CPU that cannot
-        run this build's kernels fails here, at start-up, not on a user's first question."""
-        log.info("engine.warmup", tokens=WARMUP_TOKENS, sequences=min(2, self.parallel))
-        ctx, bos = self._ctx, self._model.bos
-        seqs = range(min(2, self.parallel))
-        n = max(1, min(WARMUP_TOKENS, ctx.n_batch // len(seqs)))
-        tokens = [bos if bos >= 0 else 0] * n
-        for seq in seqs:
-            for pos, token in enumerate(tokens):
-                ctx.add(token, pos, seq, pos == n - 1)
-        ctx.decode()
-        ctx.clear_batch()
-        for seq in seqs:
-            ctx.add(tokens[0], n, seq, True)
-        ctx.decode()
-        ctx.clear_batch()
-        for seq in seqs:
-            ctx.truncate(seq, 0)
-
-    # -- tokens and templates -----------------------------------------------------------
-    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
-        return self._model.tokenize(text, add_bos=add_bos)
-
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return self.template.render(messages)
-
-    def neutralize(self, text: str) -> str:
-        return self.template.neutralize(text)
-
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        prompt = self.render_chat(messages)
-        bos = self.template.bos
-        add_bos = self._add_bos and not (bos and prompt.startswith(bos))
-        return self.tokenize(prompt, add_bos=add_bos)
-
-    def fim_tokens(self) -> tuple[int, int, int] | None:
-        return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
-
-    def check_grammar(self, gbnf: str) -> None:
-        check_gbnf(gbnf)
-        try:
-            self._grammars.clone(gbnf).close()
-        except LlamaError as exc:
-            raise InvalidRequest(
-                f"the grammar for response_format was rejected: {exc}", param="response_format"
-            ) from exc
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -257,18 +143,17 @@ class LlamaEngine:
         """End every running and waiting request with an error (the server is going down)."""
         self._inbox.put(message)
 
-    def close(self) -> None:
-        """Stop the worker (running requests end as cancelled) and free llama.cpp memory."""
+    def close(self) -> bool:
+        """Stop the worker (running requests end as cancelled). False if it is stuck in a
+        decode: then the backend's memory must not be freed under it."""
         self._inbox.put(None)
         self._thread.join(timeout=60)
         if self._thread.is_alive():
-            return  # a decode is stuck; leave the memory rather than free it under it
+            return False
         for slot in self._slots:
             if slot.job is not None:
                 slot.sampler.close()
-        self._grammars.close()
-        self._ctx.close()
-        self._model.close()
+        return True
 
     # -- the worker -----------------------------------------------------------------
     def _worker(self) -> None:
@@ -314,24 +199,27 @@ class LlamaEngine:
         entries = self._plan(slots)
         if not entries:
             return True
-        self._decode(entries)
+        for decoded in self._decode(entries):
+            self._sample(decoded)  # before the next decode replaces the logits
+        self._wake(force=False)
+        return True
+
+    def _sample(self, entries: list[_Entry]) -> None:
         now = time.perf_counter()
         for e in entries:
             slot = e.slot
             if slot.job is not None and slot.index >= 0:
                 index, slot.index = slot.index, -1
                 try:
-                    token = slot.sampler.sample(self._ctx, index, self._candidates_for(slot))
+                    token = slot.sampler.sample(index)
                 except GrammarDeadEnd as exc:
                     self._fail(slot, InvalidRequest(str(exc), param="response_format"), keep=True)
                     continue
                 self._accept(slot, token, now)
-        self._wake(force=False)
-        return True
 
     def _plan(self, slots: list[_Slot]) -> list[_Entry]:
         """This step's batch: every running stream's next token, then prompt chunks."""
-        room = self._ctx.n_batch
+        room = self._backend.n_batch
         entries = {s.seq: _Entry(s) for s in slots}
         for slot in slots:
             if slot.next_token is not None:
@@ -351,29 +239,33 @@ class LlamaEngine:
             slot.cached.extend(chunk)
         return [e for e in entries.values() if e.tokens]
 
-    def _decode(self, entries: list[_Entry]) -> None:
-        """Decode the batch; if it fails, undo it and decode each slot's part alone, so
-        one request's failure ends that request only."""
+    def _decode(self, entries: list[_Entry]) -> Iterator[list[_Entry]]:
+        """Decode the batch and yield it; if it fails, undo it and decode (and yield) each
+        slot's part alone, so one request's failure ends that request only."""
         try:
             self._fill(entries)
-            self._ctx.decode()
-            return
-        except LlamaError as exc:
+            self._backend.decode()
+        except BackendError as exc:
             if len(entries) == 1:
                 self._undo_and_fail(entries[0], exc)
                 return
             log.warning("engine.decode_retry", error=str(exc), sequences=len(entries))
+        else:
+            yield entries
+            return
         for e in entries:
-            self._ctx.truncate(e.slot.seq, e.start)
+            self._backend.truncate(e.slot.seq, e.start)
         for e in entries:
             try:
                 self._fill([e])
-                self._ctx.decode()
-            except LlamaError as exc:
+                self._backend.decode()
+            except BackendError as exc:
                 self._undo_and_fail(e, exc)
+            else:
+                yield [e]
 
     def _fill(self, entries: list[_Entry]) -> None:
-        ctx = self._ctx
+        ctx = self._backend
         ctx.clear_batch()
         for e in entries:
             e.slot.index = -1
@@ -386,11 +278,6 @@ class LlamaEngine:
         log.error("engine.decode_failed", error=str(exc), seq=e.slot.seq)
         e.slot.index = -1
         self._fail(e.slot, EngineFailed(f"generation failed: {exc}"))
-
-    def _candidates_for(self, slot: _Slot) -> Candidates:
-        if self._candidates is None and slot.sampler.grammar is not None:
-            self._candidates = Candidates(self._model)
-        return self._candidates  # type: ignore[return-value]
 
     def _wake(self, force: bool) -> None:
         """Hand held text to the event loop: one wake-up per loop for all streams due."""
@@ -427,15 +314,15 @@ class LlamaEngine:
             self._emit_done(job, self._finished(job, "length", 0, 0, None))
             return
         try:
-            sampler = self._sampler(req.params)
+            sampler = self._backend.sampler(req.params)
         except Exception as exc:
             job.emit(EngineFailed(f"could not set up sampling: {exc}"))
             return
         slot, reuse = self._pick(free, tokens)
         reuse = min(reuse, len(tokens) - 1)  # the last prompt token gives the logits
-        if not self._ctx.truncate(slot.seq, reuse):
+        if not self._backend.truncate(slot.seq, reuse):
             reuse = 0
-            self._ctx.truncate(slot.seq, 0)
+            self._backend.truncate(slot.seq, 0)
         del slot.cached[reuse:]
         slot.start(job, reuse, sampler, limit)
 
@@ -452,27 +339,17 @@ class LlamaEngine:
             return best, reuse
         return min(scored, key=lambda t: t[1].used_at)[::-1]  # type: ignore[return-value]
 
-    def _sampler(self, p: SamplingParams) -> Sampler:
-        grammar = self._grammars.clone(p.grammar) if p.grammar else None
-        seed = p.seed if p.seed is not None else random.getrandbits(32)
-        try:
-            return Sampler(self._model, p, seed, grammar)
-        except Exception:
-            if grammar is not None:
-                grammar.close()
-            raise
-
     def _accept(self, slot: _Slot, token: int, now: float) -> None:
         job = slot.job
         assert job is not None
         p = job.request.params
         if slot.first_at is None:
             slot.first_at = now
-        if not p.ignore_eos and self._model.is_eog(token):
+        if not p.ignore_eos and self._backend.is_eog(token):
             self._finish(slot, "stop", flush=True)  # text held back for a stop string is kept
             return
         slot.generated += 1
-        text, stopped = slot.stops.feed(slot.decoder.decode(self._model.piece(token)))
+        text, stopped = slot.stops.feed(slot.decoder.decode(self._backend.piece(token)))
         if text:
             job.add_text(text)
         if stopped:
@@ -497,6 +374,10 @@ class LlamaEngine:
 
     def _emit_done(self, job: Job, done: Finished) -> None:
         job.emit(done)
+        self._notify(job, done)
+
+    def _notify(self, job: Job, done: Finished) -> None:
+        """Tell the listeners (metrics) of every request that ends, however it ends."""
         for listener in list(self.listeners):
             listener(job.request, done)
 
@@ -526,11 +407,9 @@ class LlamaEngine:
         slot.pending = []
         if not keep:
             slot.cached = []
-            self._ctx.truncate(slot.seq, 0)
+            self._backend.truncate(slot.seq, 0)
         job.emit(exc)
-        failed = self._finished(job, "error", slot.generated, slot.reused, slot.first_at)
-        for listener in list(self.listeners):
-            listener(job.request, failed)
+        self._notify(job, self._finished(job, "error", slot.generated, slot.reused, slot.first_at))
 
     def _fail_all(self, exc: Exception) -> None:
         for slot in self._slots:
@@ -541,3 +420,13 @@ class LlamaEngine:
             with self._lock:
                 self._n_waiting -= 1
             job.emit(exc)
+            self._notify(job, self._finished(job, "error", 0, 0, None))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

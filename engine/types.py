@@ -88,3 +88,49 @@ class Engine(Protocol):
     def shutdown(self, message: str) -> None:
         """End running and waiting requests with an error (a server going down)."""
         ...
+
+
+class BackendError(RuntimeError):
+    """The model runtime failed (a decode, a grammar, a context that cannot be created)."""
+
+
+class GrammarDeadEnd(BackendError):
+    """No token of the vocabulary can continue the grammar (e.g. it demands a NUL byte)."""
+
+
+class TokenSampler(Protocol):
+    """One request's sampler: picks (and accepts) the token at a batch position."""
+
+    def sample(self, index: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """What the scheduler needs from a model runtime: one batch of many sequences.
+
+    llama.cpp's is `LlamaBackend`; the scheduler's unit tests use a tiny fake.
+    """
+
+    n_ctx: int  # cells per sequence
+    n_batch: int  # tokens per decode
+
+    def piece(self, token: int) -> bytes: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def clear_batch(self) -> None: ...
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        """Queue a token for the next decode; returns its batch index."""
+        ...
+
+    def decode(self) -> None:
+        """Run the queued batch; raises BackendError."""
+        ...
+
+    def truncate(self, seq: int, keep: int) -> bool:
+        """Drop a sequence's cells from `keep` on; False if impossible."""
+        ...
+
+    def sampler(self, params: SamplingParams) -> TokenSampler: ...

@@ -9,9 +9,52 @@ from pathlib import Path
 
 import msgspec
 
+from ragserve.options import Option, SettingError, add_options, number, resolve, whole
 from ragserve.retrieval.config import add_retrieval_arguments, retrieval_settings
 
 from .pipeline import IngestOptions, IngestSummary, run_ingest
+
+INGEST_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "workers",
+        "--workers",
+        whole(1, 256),
+        max(1, os.cpu_count() or 1),
+        "extraction processes",
+        env="RAGSERVE_INGEST_WORKERS",
+        default_text="number of cores",
+    ),
+    Option(
+        "timeout_s",
+        "--timeout",
+        number(1),
+        120.0,
+        "seconds allowed per file before it is skipped",
+        env="RAGSERVE_INGEST_TIMEOUT",
+    ),
+    Option(
+        "memory_limit_mb",
+        "--memory-limit-mb",
+        whole(256),
+        2048,
+        "address-space limit per extraction process, MiB",
+        env="RAGSERVE_INGEST_MEMORY_LIMIT_MB",
+    ),
+    Option(
+        "chunk_tokens",
+        "--chunk-tokens",
+        whole(16, 8192),
+        200,
+        "tokens per chunk (the embedding model's tokenizer)",
+    ),
+    Option(
+        "chunk_overlap",
+        "--chunk-overlap",
+        whole(0, 8192),
+        40,
+        "tokens shared by neighbouring chunks (less than --chunk-tokens)",
+    ),
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,37 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prune", action="store_true", help="remove indexed documents whose files are gone"
     )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="extraction processes (default: number of cores, %(default)s)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        dest="timeout_s",
-        help="seconds allowed per file before it is skipped (default %(default)s)",
-    )
-    p.add_argument(
-        "--memory-limit-mb",
-        type=int,
-        default=2048,
-        help="address-space limit per extraction process (default %(default)s)",
-    )
-    p.add_argument(
-        "--chunk-tokens",
-        type=int,
-        default=200,
-        help="tokens per chunk, embedding tokenizer (default %(default)s)",
-    )
-    p.add_argument(
-        "--chunk-overlap",
-        type=int,
-        default=40,
-        help="tokens shared by neighbouring chunks (default %(default)s)",
-    )
+    add_options(p, INGEST_OPTIONS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -71,23 +84,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = retrieval_settings(args)
-    if args.chunk_overlap >= args.chunk_tokens or args.chunk_tokens < 16:
-        print(
-            "ragserve ingest: --chunk-overlap must be smaller than --chunk-tokens (>= 16)",
-            file=sys.stderr,
-        )
-        return 2
+    values = resolve(args, INGEST_OPTIONS)
+    if values["chunk_overlap"] >= values["chunk_tokens"]:
+        raise SettingError("--chunk-overlap must be smaller than --chunk-tokens")
     options = IngestOptions(
         index_dir=settings.index_dir,
         paths=args.paths,
         root=args.root,
         prune=args.prune,
-        workers=args.workers,
-        timeout_s=args.timeout_s,
-        memory_limit_mb=args.memory_limit_mb,
-        chunk_tokens=args.chunk_tokens,
-        chunk_overlap=args.chunk_overlap,
         progress=not args.no_progress and sys.stderr.isatty(),
+        **values,
     )
     summary = run_ingest(options, settings.embedder())
     if args.json:

@@ -16,7 +16,7 @@ import structlog
 
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.index import IndexWriter, ingest_lock
-from ragserve.retrieval.store import Chunk, Document, DocumentRow, document_title
+from ragserve.retrieval.store import Chunk, Document, DocumentRow, indexed_text
 
 from .chunk import chunk_document
 from .extract import ExtractResult
@@ -290,9 +290,7 @@ def _flush(
 ) -> None:
     if not batch.items:
         return
-    texts = [
-        document_title(cand.rel) + "\n" + c.text for cand, _, chunks in batch.items for c in chunks
-    ]
+    texts = [indexed_text(cand.rel, c.text) for cand, _, chunks in batch.items for c in chunks]
     vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     offset = 0
     for cand, pages, chunks in batch.items:

@@ -8,7 +8,7 @@ import sys
 import msgspec
 
 from .config import add_retrieval_arguments, retrieval_settings
-from .search import MODES, Filters, Retriever
+from .search import MODES, Filters, Retriever, page_label
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     if not hits:
         print("no hits")
     for n, hit in enumerate(hits, 1):
-        pages = f"p. {hit.page}" if hit.page == hit.page_end else f"pp. {hit.page}-{hit.page_end}"
-        print(f"[{n}] {hit.document} ({pages}, score {hit.score:.4f})")
+        print(f"[{n}] {hit.document} ({page_label(hit.page, hit.page_end)}, score {hit.score:.4f})")
         print(f"    {hit.snippet()}")
     return 0

@@ -74,6 +74,12 @@ def confidence(scores: list[float], floor: float = 0.0) -> float:
     return min(1.0, max(floor, gap))
 
 
+def page_label(start: int, end: int, *, short: bool = True) -> str:
+    """`p. 3` / `pp. 3-4` (short) or `page 3` / `pages 3-4`."""
+    one, many = ("p.", "pp.") if short else ("page", "pages")
+    return f"{one} {start}" if start == end else f"{many} {start}-{end}"
+
+
 class Retriever:
     """Searches the current index version; switches to a newly published one on its own."""
 

@@ -71,14 +71,10 @@ class StoredChunk(msgspec.Struct, frozen=True):
     text: str
 
 
-class DocumentRow(msgspec.Struct, frozen=True):
+class DocumentRow(Document, frozen=True):
+    """A stored document: what was ingested, its row id and its number of chunks."""
+
     id: int
-    path: str
-    source: str
-    sha256: str
-    size: int
-    mtime_ns: int
-    pages: int
     chunks: int
 
 
@@ -110,13 +106,13 @@ class ChunkStore:
     # -- documents --------------------------------------------------------------
     def documents(self) -> list[DocumentRow]:
         rows = self._db.execute(
-            "SELECT id, path, source, sha256, size, mtime_ns, pages, chunks FROM documents"
+            "SELECT path, source, sha256, size, mtime_ns, pages, id, chunks FROM documents"
         ).fetchall()
         return [DocumentRow(*r) for r in rows]
 
     def document(self, path: str) -> DocumentRow | None:
         row = self._db.execute(
-            "SELECT id, path, source, sha256, size, mtime_ns, pages, chunks FROM documents "
+            "SELECT path, source, sha256, size, mtime_ns, pages, id, chunks FROM documents "
             "WHERE path = ?",
             (path,),
         ).fetchone()
@@ -162,7 +158,6 @@ class ChunkStore:
         )
         doc_id = cur.lastrowid
         ids: list[int] = []
-        title = document_title(doc.path)
         for c in chunks:
             cur = self._db.execute(
                 "INSERT INTO chunks (doc_id, ordinal, page_start, page_end, char_start, char_end,"
@@ -173,7 +168,7 @@ class ChunkStore:
             ids.append(chunk_id)
             self._db.execute(
                 "INSERT INTO chunks_fts (rowid, body) VALUES (?, ?)",
-                (chunk_id, fts_document(title + "\n" + c.text)),
+                (chunk_id, fts_document(indexed_text(doc.path, c.text))),
             )
         return ids
 
@@ -233,3 +228,8 @@ class ChunkStore:
 def document_title(path: str) -> str:
     """Words from a document's path, indexed with each chunk so names are searchable."""
     return path.replace("/", " ").replace("_", " ").replace("-", " ").rsplit(".", 1)[0]
+
+
+def indexed_text(path: str, text: str) -> str:
+    """What is embedded and keyword-indexed for a chunk: its document's title, then its text."""
+    return document_title(path) + "\n" + text

@@ -71,7 +71,8 @@ class Metrics:
         self.tokens.labels("prompt").inc(prompt)
         self.tokens.labels("prompt_cached").inc(cached)
         self.tokens.labels("completion").inc(completion)
-        self.ttft.observe(ttft_s)
+        if completion:  # ended before a first token (refused, failed): no TTFT to speak of
+            self.ttft.observe(ttft_s)
         if completion > 1 and decode_s > 0:
             self.decode_rate.observe((completion - 1) / decode_s)
 

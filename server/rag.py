@@ -17,7 +17,7 @@ import msgspec
 
 from ragserve.engine import Engine
 from ragserve.errors import ContextLengthExceeded
-from ragserve.retrieval.search import Hit
+from ragserve.retrieval.search import Hit, page_label
 
 from .protocol import Source
 
@@ -101,7 +101,7 @@ def search_query(messages: list[dict[str, str]]) -> str:
 
 
 def source_block(n: int, hit: Hit) -> str:
-    pages = f"page {hit.page}" if hit.page == hit.page_end else f"pages {hit.page}-{hit.page_end}"
+    pages = page_label(hit.page, hit.page_end, short=False)
     return f"[{n}] ({hit.document}, {pages})\n{hit.text.strip()}\n"
 
 
@@ -210,6 +210,5 @@ def sources_footer(answer: str, sources: list[Source]) -> str:
     shown = [s for s in sources if s.index in cited] or sources
     lines = []
     for s in shown:
-        pages = f"p. {s.page}" if s.page == s.page_end else f"pp. {s.page}-{s.page_end}"
-        lines.append(f"[{s.index}] {s.document}, {pages}")
+        lines.append(f"[{s.index}] {s.document}, {page_label(s.page, s.page_end)}")
     return "\n\nSources:\n" + "\n".join(lines)

@@ -249,9 +249,3 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         **values,
     )
-
-
-if __name__ == "__main__":  # the README's settings table: python -m ragserve.server.settings
-    from ragserve.options import markdown_table
-
-    print(markdown_table((*SERVE_OPTIONS, *RETRIEVAL_OPTIONS)), end="")

@@ -135,9 +135,6 @@ class AppState:
     def embedding_model_id(self) -> str:
         return embedding_model_id_for(self.settings.retrieval.embed_model)
 
-    def model_ids(self) -> list[str]:
-        return [self.model_id, self.model_id + NO_RAG_SUFFIX, self.embedding_model_id]
-
     def resolve_chat_model(self, requested: str) -> bool:
         """Whether retrieval is on for this model id; unknown ids use the served model."""
         if requested == self.model_id or not requested:

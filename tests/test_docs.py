@@ -1,17 +1,13 @@
-"""The README's settings table is the one the declarations generate."""
+"""The README's settings tables are the ones the declarations generate."""
 
 from __future__ import annotations
 
 from helpers import ROOT
 
-from ragserve.options import markdown_table
-from ragserve.retrieval.config import RETRIEVAL_OPTIONS
-from ragserve.server.settings import SERVE_OPTIONS
+from ragserve.docs import settings_tables
 
 
-def test_readme_settings_table_matches_the_declarations():
+def test_readme_settings_tables_match_the_declarations():
     readme = (ROOT / "README.md").read_text()
-    table = markdown_table((*SERVE_OPTIONS, *RETRIEVAL_OPTIONS))
-    assert table in readme, (
-        "README settings table is stale: run `python -m ragserve.server.settings`"
-    )
+    stale = "README settings tables are stale: run `python -m ragserve.docs`"
+    assert settings_tables() in readme, stale

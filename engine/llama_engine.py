@@ -1,0 +1,229 @@
+"""The Engine for a GGUF model: llama.cpp as the scheduler's Backend, plus tokens and templates."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+from ragserve.errors import InvalidRequest
+
+from .chat import ChatTemplate
+from .grammar import GrammarCache, check_gbnf
+from .llama import Candidates, Context, Grammar, Model, Sampler
+from .scheduler import Scheduler
+from .types import BackendError, SamplingParams
+
+log = structlog.get_logger(__name__)
+WARMUP_TOKENS = 48
+
+
+def default_gpu_layers() -> int:
+    import llama_cpp
+
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+class _LlamaSampler:
+    def __init__(self, backend: LlamaBackend, sampler: Sampler) -> None:
+        self._backend = backend
+        self._sampler = sampler
+
+    def sample(self, index: int) -> int:
+        candidates = self._backend.candidates() if self._sampler.grammar is not None else None
+        return self._sampler.sample(self._backend.ctx, index, candidates)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._sampler.close()
+
+
+class LlamaBackend:
+    """One llama.cpp context of `n_seq` sequences over a loaded model."""
+
+    def __init__(self, model: Model, ctx: Context) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.n_ctx = ctx.n_ctx
+        self.n_batch = ctx.n_batch
+        self.grammars = GrammarCache(lambda gbnf: Grammar(model, gbnf))
+        self._candidates: Candidates | None = None  # built on the first grammar request
+
+    def piece(self, token: int) -> bytes:
+        return self.model.piece(token)
+
+    def is_eog(self, token: int) -> bool:
+        return self.model.is_eog(token)
+
+    def clear_batch(self) -> None:
+        self.ctx.clear_batch()
+
+    def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
+        return self.ctx.add(token, pos, seq, logits)
+
+    def decode(self) -> None:
+        self.ctx.decode()
+
+    def truncate(self, seq: int, keep: int) -> bool:
+        return self.ctx.truncate(seq, keep)
+
+    def candidates(self) -> Candidates:
+        if self._candidates is None:
+            self._candidates = Candidates(self.model)
+        return self._candidates
+
+    def sampler(self, p: SamplingParams) -> _LlamaSampler:
+        grammar = self.grammars.clone(p.grammar) if p.grammar else None
+        seed = p.seed if p.seed is not None else random.getrandbits(32)
+        try:
+            return _LlamaSampler(self, Sampler(self.model, p, seed, grammar))
+        except Exception:
+            if grammar is not None:
+                grammar.close()
+            raise
+
+    def warmup(self, sequences: int) -> None:
+        """One batched prefill and one decode step before reporting ready: a CPU that cannot
+        run this build's kernels fails here, at start-up, not on a user's first question."""
+        ctx, bos = self.ctx, self.model.bos
+        seqs = range(min(2, sequences))
+        n = max(1, min(WARMUP_TOKENS, ctx.n_batch // len(seqs)))
+        log.info("engine.warmup", tokens=n, sequences=len(seqs))
+        tokens = [bos if bos >= 0 else 0] * n
+        ctx.clear_batch()
+        for seq in seqs:
+            for pos, token in enumerate(tokens):
+                ctx.add(token, pos, seq, pos == n - 1)
+        ctx.decode()
+        ctx.clear_batch()
+        for seq in seqs:
+            ctx.add(tokens[0], n, seq, True)
+        ctx.decode()
+        ctx.clear_batch()
+        for seq in seqs:
+            ctx.truncate(seq, 0)
+
+    def close(self) -> None:
+        self.grammars.close()
+        self.ctx.close()
+        self.model.close()
+
+
+class LlamaEngine(Scheduler):
+    """A GGUF model served with continuous batching: the `Engine` the server uses."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_id: str,
+        n_ctx: int = 4096,
+        parallel: int = 4,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        max_queue: int = 16,
+        flash_attn: bool = True,
+        stream_interval: float = 0.05,
+        warmup: bool = True,
+    ) -> None:
+        if n_gpu_layers is None:
+            n_gpu_layers = default_gpu_layers()
+        # llama.cpp defaults to half the cores; prompt processing wants all of them.
+        n_threads = n_threads or os.cpu_count() or 1
+        parallel = max(1, parallel)
+        started = time.perf_counter()
+        model = Model(model_path, n_gpu_layers=n_gpu_layers)
+        try:
+            ctx = Context(
+                model,
+                n_ctx=n_ctx,
+                n_seq=parallel,
+                n_batch=max(n_batch, parallel),
+                n_threads=n_threads,
+                flash_attn=flash_attn,
+            )
+        except Exception:
+            model.close()
+            raise
+        self.backend = LlamaBackend(model, ctx)
+        if warmup:
+            self.backend.warmup(parallel)
+        # The worker needs the GIL between decode steps; with the default 5 ms switch
+        # interval, the event loop thread can hold it for most of a token's time budget.
+        sys.setswitchinterval(0.0005)
+        self.model_id = model_id
+        self.n_vocab = model.n_vocab
+        meta = model.metadata
+        self._model = model
+        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self.template = ChatTemplate(
+            meta.get("tokenizer.chat_template"),
+            bos=model.piece(model.bos, special=True).decode(errors="replace"),
+            eos=model.piece(model.eos, special=True).decode(errors="replace"),
+            specials=model.special_texts(),
+        )
+        self._fim = tuple(
+            int(meta[k])
+            for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
+            if k in meta
+        )
+        super().__init__(
+            self.backend,
+            parallel=parallel,
+            max_queue=max_queue,
+            stream_interval=stream_interval,
+            name="llama-worker",
+        )
+        n_layer = model.n_layer
+        offloaded = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
+        import llama_cpp
+
+        log.info(
+            "engine.loaded",
+            model=model_id,
+            path=str(model_path),
+            n_ctx=self.n_ctx,
+            parallel=parallel,
+            gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
+            layers_offloaded=f"{offloaded}/{n_layer}" if n_gpu_layers else f"0/{n_layer}",
+            seconds=round(time.perf_counter() - started, 2),
+        )
+
+    # -- tokens and templates -----------------------------------------------------------
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        return self._model.tokenize(text, add_bos=add_bos)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        return self.template.render(messages)
+
+    def neutralize(self, text: str) -> str:
+        return self.template.neutralize(text)
+
+    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        prompt = self.render_chat(messages)
+        bos = self.template.bos
+        add_bos = self._add_bos and not (bos and prompt.startswith(bos))
+        return self.tokenize(prompt, add_bos=add_bos)
+
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
+
+    def check_grammar(self, gbnf: str) -> None:
+        check_gbnf(gbnf)
+        try:
+            self.backend.grammars.clone(gbnf).close()
+        except BackendError as exc:
+            raise InvalidRequest(
+                f"the grammar for response_format was rejected: {exc}", param="response_format"
+            ) from exc
+
+    def close(self) -> bool:
+        """Stop the worker (running requests end as cancelled) and free llama.cpp memory."""
+        stopped = super().close()
+        if stopped:
+            self.backend.close()
+        return stopped
