@@ -17,7 +17,6 @@ undone and each request in it retried alone, so one bad request fails only itsel
 from __future__ import annotations
 
 import asyncio
-import codecs
 import collections
 import queue
 import threading
@@ -29,7 +28,7 @@ import structlog
 from ragserve.errors import EngineFailed, InvalidRequest, QueueFull
 
 from .jobs import Job, call_soon, deliver_all
-from .stops import StopMatcher
+from .slots import Entry, Slot
 from .types import (
     Backend,
     BackendError,
@@ -38,44 +37,9 @@ from .types import (
     GenerationEvent,
     GenerationRequest,
     GrammarDeadEnd,
-    TokenSampler,
 )
 
 log = structlog.get_logger(__name__)
-
-
-class _Slot:
-    """One sequence of the context: what its KV cache holds, and the request using it."""
-
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.cached: list[int] = []  # the tokens in this sequence's KV cache, in order
-        self.used_at = 0.0
-        self.job: Job | None = None
-
-    def start(self, job: Job, reuse: int, sampler: TokenSampler, limit: int) -> None:
-        self.job = job
-        self.sampler = sampler
-        self.pending = job.request.prompt_tokens[reuse:]  # prompt still to be read
-        self.reused = reuse
-        self.limit = limit
-        self.next_token: int | None = None  # sampled, to be fed at the next step
-        self.index = -1  # batch position whose logits this slot samples from
-        self.generated = 0
-        self.first_at: float | None = None
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.stops = StopMatcher(job.request.params.stop)
-
-
-class _Entry:
-    """What one slot put into this step's batch, so the step can be undone for it alone."""
-
-    def __init__(self, slot: _Slot) -> None:
-        self.slot = slot
-        self.start = len(slot.cached)
-        self.next_token = slot.next_token
-        self.pending = slot.pending
-        self.tokens: list[tuple[int, bool]] = []  # (token, wants logits)
 
 
 class Scheduler:
@@ -100,7 +64,7 @@ class Scheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._n_waiting = 0  # submitted, not yet in a slot
         self._lock = threading.Lock()
-        self._slots = [_Slot(i) for i in range(parallel)]
+        self._slots = [Slot(i) for i in range(parallel)]
         self._stream_interval = stream_interval
         self._thread = threading.Thread(target=self._worker, name=name, daemon=True)
         self._thread.start()
@@ -204,7 +168,7 @@ class Scheduler:
         self._wake(force=False)
         return True
 
-    def _sample(self, entries: list[_Entry]) -> None:
+    def _sample(self, entries: list[Entry]) -> None:
         now = time.perf_counter()
         for e in entries:
             slot = e.slot
@@ -217,10 +181,10 @@ class Scheduler:
                     continue
                 self._accept(slot, token, now)
 
-    def _plan(self, slots: list[_Slot]) -> list[_Entry]:
+    def _plan(self, slots: list[Slot]) -> list[Entry]:
         """This step's batch: every running stream's next token, then prompt chunks."""
         room = self._backend.n_batch
-        entries = {s.seq: _Entry(s) for s in slots}
+        entries = {s.seq: Entry(s) for s in slots}
         for slot in slots:
             if slot.next_token is not None:
                 entries[slot.seq].tokens.append((slot.next_token, True))
@@ -239,7 +203,7 @@ class Scheduler:
             slot.cached.extend(chunk)
         return [e for e in entries.values() if e.tokens]
 
-    def _decode(self, entries: list[_Entry]) -> Iterator[list[_Entry]]:
+    def _decode(self, entries: list[Entry]) -> Iterator[list[Entry]]:
         """Decode the batch and yield it; if it fails, undo it and decode (and yield) each
         slot's part alone, so one request's failure ends that request only."""
         try:
@@ -264,7 +228,7 @@ class Scheduler:
             else:
                 yield [e]
 
-    def _fill(self, entries: list[_Entry]) -> None:
+    def _fill(self, entries: list[Entry]) -> None:
         ctx = self._backend
         ctx.clear_batch()
         for e in entries:
@@ -274,7 +238,7 @@ class Scheduler:
                 if logits:
                     e.slot.index = index
 
-    def _undo_and_fail(self, e: _Entry, exc: Exception) -> None:
+    def _undo_and_fail(self, e: Entry, exc: Exception) -> None:
         log.error("engine.decode_failed", error=str(exc), seq=e.slot.seq)
         e.slot.index = -1
         self._fail(e.slot, EngineFailed(f"generation failed: {exc}"))
@@ -304,7 +268,7 @@ class Scheduler:
                 with self._lock:
                     self._n_waiting -= 1
 
-    def _start(self, job: Job, free: list[_Slot]) -> None:
+    def _start(self, job: Job, free: list[Slot]) -> None:
         if job.cancelled.is_set():
             return
         req = job.request
@@ -327,7 +291,7 @@ class Scheduler:
         slot.start(job, reuse, sampler, limit)
 
     @staticmethod
-    def _pick(free: list[_Slot], tokens: list[int]) -> tuple[_Slot, int]:
+    def _pick(free: list[Slot], tokens: list[int]) -> tuple[Slot, int]:
         """The slot whose conversation this request continues, else the least recently used.
 
         A slot that merely shares a system prompt with the request is not taken over when
@@ -339,7 +303,7 @@ class Scheduler:
             return best, reuse
         return min(scored, key=lambda t: t[1].used_at)[::-1]  # type: ignore[return-value]
 
-    def _accept(self, slot: _Slot, token: int, now: float) -> None:
+    def _accept(self, slot: Slot, token: int, now: float) -> None:
         job = slot.job
         assert job is not None
         p = job.request.params
@@ -381,7 +345,7 @@ class Scheduler:
         for listener in list(self.listeners):
             listener(job.request, done)
 
-    def _finish(self, slot: _Slot, reason: str, *, flush: bool | None = None) -> None:
+    def _finish(self, slot: Slot, reason: str, *, flush: bool | None = None) -> None:
         job = slot.job
         assert job is not None
         if flush if flush is not None else reason == "length":
@@ -393,13 +357,13 @@ class Scheduler:
         self._release(slot)
         self._emit_done(job, done)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         slot.sampler.close()
         slot.job = None
         slot.next_token = None
         slot.used_at = time.perf_counter()
 
-    def _fail(self, slot: _Slot, exc: Exception, *, keep: bool = False) -> None:
+    def _fail(self, slot: Slot, exc: Exception, *, keep: bool = False) -> None:
         """End a slot's request with an error; unless `keep`, its cache state is unknown."""
         job = slot.job
         assert job is not None

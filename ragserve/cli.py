@@ -23,6 +23,12 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_INTERRUPTED = 130
+EXIT_CODES = (  # the first match decides
+    (SettingError, EXIT_USAGE),
+    (CorpusError, EXIT_USAGE),
+    (IngestLocked, EXIT_LOCKED),
+    (RagserveError, EXIT_ERROR),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,18 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ragserve: interrupted; the previously published index is unchanged", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except SettingError as exc:
+    except (SettingError, CorpusError, RagserveError) as exc:
         print(f"ragserve {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except IngestLocked as exc:
-        print(f"ragserve {args.command}: {exc.message}", file=sys.stderr)
-        return EXIT_LOCKED
-    except CorpusError as exc:
-        print(f"ragserve {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RagserveError as exc:
-        print(f"ragserve {args.command}: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
+        return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
 
 
 if __name__ == "__main__":
