@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import msgspec
@@ -66,6 +66,8 @@ class Engine(Protocol):
     model_id: str
     n_ctx: int
     n_vocab: int
+    # called (on the engine's thread) for every request that ends, however it ends
+    listeners: list[Callable[[GenerationRequest, Finished], None]]
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]: ...
 
@@ -87,6 +89,10 @@ class Engine(Protocol):
 
     def shutdown(self, message: str) -> None:
         """End running and waiting requests with an error (a server going down)."""
+        ...
+
+    def close(self) -> bool:
+        """Stop and free the model; False if a decode is stuck and memory was kept."""
         ...
 
 

@@ -82,9 +82,9 @@ class AppState:
 
     def close(self) -> None:
         engine = self._engine
-        if engine is not None and self._observe in getattr(engine, "listeners", ()):
-            engine.listeners.remove(self._observe)  # type: ignore[attr-defined]
-        if self._owns_engine and engine is not None and hasattr(engine, "close"):
+        if engine is not None and self._observe in engine.listeners:
+            engine.listeners.remove(self._observe)
+        if self._owns_engine and engine is not None:
             engine.close()
 
     def _observe(self, _request: GenerationRequest, d: Finished) -> None:
@@ -98,8 +98,8 @@ class AppState:
         )
 
     def _watch(self, engine: Engine | None) -> None:
-        if engine is not None and hasattr(engine, "listeners"):
-            engine.listeners.append(self._observe)  # type: ignore[attr-defined]
+        if engine is not None:
+            engine.listeners.append(self._observe)
 
     @property
     def ready(self) -> bool:

@@ -25,6 +25,12 @@ class SubmitByGenerate:
     n_vocab = 1000
     queue_depth = 0
 
+    def __init__(self) -> None:
+        self.listeners: list = []
+
+    def close(self) -> bool:
+        return True
+
     def submit(self, request: GenerationRequest) -> FakeHandle:
         return FakeHandle(self.generate(request))  # type: ignore[attr-defined]
 
@@ -44,6 +50,7 @@ class FakeEngine(SubmitByGenerate):
     model_id = "fake"
 
     def __init__(self, n_ctx: int = 200, reply: str = "It is 4.2 million [1].") -> None:
+        super().__init__()
         self.n_ctx = n_ctx
         self.reply = reply
         self.requests: list[GenerationRequest] = []
