@@ -9,8 +9,9 @@ import msgspec
 
 from ragserve.options import Option, add_options, choice, path, resolve, text, whole
 
-from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder
+from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder, pick_device
 from .index import default_index_dir
+from .rerank import Reranker
 
 
 class RetrievalSettings(msgspec.Struct, frozen=True):
@@ -18,10 +19,23 @@ class RetrievalSettings(msgspec.Struct, frozen=True):
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_device: str = "auto"
     embed_batch_size: int = 64
+    rerank_model: str | None = None
+    rerank_top_n: int = 20
+    rerank_budget_ms: int = 500
 
     def embedder(self) -> SentenceTransformerEmbedder:
         return SentenceTransformerEmbedder(
             self.embed_model, device=self.embed_device, batch_size=self.embed_batch_size
+        )
+
+    def reranker(self) -> Reranker | None:
+        if not self.rerank_model:
+            return None
+        return Reranker(
+            self.rerank_model,
+            device=pick_device(self.embed_device),
+            top_n=self.rerank_top_n,
+            budget_s=self.rerank_budget_ms / 1000,
         )
 
 
@@ -51,6 +65,29 @@ RETRIEVAL_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "embed_batch_size", "--embed-batch-size", whole(1, 4096), 64, "texts per embedding batch"
+    ),
+    Option(
+        "rerank_model",
+        "--rerank-model",
+        text,
+        None,
+        "cross-encoder that re-scores the fused candidates (hub name or folder, e.g. "
+        "BAAI/bge-reranker-v2-m3)",
+        default_text="none: no reranking",
+    ),
+    Option(
+        "rerank_top_n",
+        "--rerank-top-n",
+        whole(1, 200),
+        20,
+        "candidates the cross-encoder re-scores",
+    ),
+    Option(
+        "rerank_budget_ms",
+        "--rerank-budget-ms",
+        whole(1, 60000),
+        500,
+        "time the cross-encoder may take per query; candidates past it keep their order",
     ),
 )
 

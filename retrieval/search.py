@@ -8,19 +8,22 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+import numpy as np
 import structlog
 
 from ragserve.errors import EmbeddingModelMismatch, IndexNotFound, InvalidRequest
 
 from .embedder import Embedder
+from .fusion import IDENTIFIER_DOCS, fuse, identifiers
 from .index import IndexVersion, current_version
+from .rerank import Reranker
 
 log = structlog.get_logger(__name__)
 
 Mode = Literal["hybrid", "dense", "keyword"]
 MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
-RRF_K = 60  # the constant from Cormack et al.; damps the weight of the very top ranks
 SNIPPET_CHARS = 240
+KEYWORD_POOL = 200  # hybrid: BM25 of this many chunks, so dense candidates have theirs
 
 
 class Filters(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -44,36 +47,6 @@ class Hit(msgspec.Struct, frozen=True):
         return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def rrf(
-    rankings: list[list[int]], weights: list[float] | None = None, k: int = RRF_K
-) -> list[tuple[int, float]]:
-    """Weighted reciprocal rank fusion of several ranked id lists."""
-    weights = weights or [1.0] * len(rankings)
-    scores: dict[int, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
-        for rank, item in enumerate(ranking):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank + 1)
-    return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-
-
-def confidence(scores: list[float], floor: float = 0.0) -> float:
-    """How much a ranker's best hit stands out from the runners-up (relative gap).
-
-    A model that does not understand a query (all-MiniLM on Korean, say) returns a
-    flat list of near-equal similarities; plain RRF would let that noise outvote a
-    keyword match that stands far above the rest. Weighting each list by its gap
-    keeps RRF's robustness while trusting whichever ranker is sure.
-    """
-    if not scores:
-        return 0.0
-    if len(scores) == 1:
-        return 0.5
-    top = scores[0]
-    rest = scores[1:5]
-    gap = (top - sum(rest) / len(rest)) / (abs(top) or 1.0)
-    return min(1.0, max(floor, gap))
-
-
 def page_label(start: int, end: int, *, short: bool = True) -> str:
     """`p. 3` / `pp. 3-4` (short) or `page 3` / `pages 3-4`."""
     one, many = ("p.", "pp.") if short else ("page", "pages")
@@ -83,9 +56,17 @@ def page_label(start: int, end: int, *, short: bool = True) -> str:
 class Retriever:
     """Searches the current index version; switches to a newly published one on its own."""
 
-    def __init__(self, index_dir: Path, embedder: Embedder, *, check_interval_s: float = 1.0):
+    def __init__(
+        self,
+        index_dir: Path,
+        embedder: Embedder,
+        *,
+        check_interval_s: float = 1.0,
+        reranker: Reranker | None = None,
+    ):
         self.index_dir = index_dir
         self.embedder = embedder
+        self.reranker = reranker
         self.check_interval_s = check_interval_s
         self._lock = threading.Lock()
         self._version: IndexVersion | None = None
@@ -128,8 +109,14 @@ class Retriever:
         return True
 
     def search(
-        self, query: str, top_k: int = 5, filters: Filters | None = None, mode: Mode = "hybrid"
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: Filters | None = None,
+        mode: Mode = "hybrid",
+        rerank: bool | None = None,
     ) -> list[Hit]:
+        """The best `top_k` chunks. `rerank`: None uses the reranker when one is configured."""
         if mode not in MODES:
             raise InvalidRequest(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
         if top_k <= 0 or not query.strip():
@@ -139,9 +126,47 @@ class Retriever:
         with self._lock:  # no retire() between reading the version and acquiring it
             version = self._current().acquire()
         try:
-            return self._search(version, query, top_k, filters, mode, started)
+            return self._search(version, query, top_k, filters, mode, started, rerank)
         finally:
             version.release()
+
+    @staticmethod
+    def _fuse(
+        version: IndexVersion,
+        query: str,
+        vector: np.ndarray,
+        dense: list[tuple[int, float]],
+        keyword: list[tuple[int, float]],
+        allowed: set[int] | None,
+    ) -> list[tuple[int, float]]:
+        """Both scores for every pooled chunk, then fusion (see fusion.py)."""
+        depth = len(dense)
+        decisive: set[int] = set()
+        for token in identifiers(query):
+            found = version.store.phrase_documents(token, limit=200)
+            if allowed is not None:
+                found = {c: d for c, d in found.items() if c in allowed}
+            if 0 < len(set(found.values())) <= IDENTIFIER_DOCS:
+                decisive.update(found)
+        pool = {i for i, _ in dense} | {i for i, _ in keyword[:depth]} | decisive
+        dense_all = dict(dense)
+        dense_all.update(version.vectors.similarity(vector, sorted(pool - dense_all.keys())))
+        keyword_all = dict(keyword)
+        missing = pool - keyword_all.keys()
+        if missing and len(keyword) >= KEYWORD_POOL:  # past the deep list: at most its last
+            keyword_all.update(version.store.keyword_scores(query, missing))
+        return fuse(dense_all, {i: keyword_all.get(i, 0.0) for i in pool}, decisive)
+
+    def _rerank(
+        self, version: IndexVersion, query: str, ranked: list[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        assert self.reranker is not None
+        head = ranked[: self.reranker.top_n]
+        texts = version.store.chunks(i for i, _ in head)
+        pairs = [(i, texts[i].text) for i, _ in head if i in texts]
+        order = self.reranker.rerank(query, pairs)
+        score = dict(ranked)
+        return [(i, score[i]) for i in order] + ranked[len(head) :]
 
     def _current(self) -> IndexVersion:
         if self._version is None:
@@ -156,6 +181,7 @@ class Retriever:
         filters: Filters | None,
         mode: Mode,
         started: float,
+        rerank: bool | None = None,
     ) -> list[Hit]:
         allowed = None
         if filters is not None and filters.documents:
@@ -169,14 +195,16 @@ class Retriever:
             vector = self.embedder.embed_queries([query])[0]
             dense = version.vectors.search(vector, depth, allowed)
         if mode in ("hybrid", "keyword"):
-            keyword = version.store.keyword_search(query, depth, allowed)
-        if mode == "hybrid":
-            ranked = rrf(
-                [[i for i, _ in dense], [i for i, _ in keyword]],
-                [confidence([s for _, s in dense]), confidence([s for _, s in keyword])],
+            # hybrid scores dense candidates too: one deeper query instead of a second one
+            keyword = version.store.keyword_search(
+                query, KEYWORD_POOL if mode == "hybrid" else depth, allowed
             )
+        if mode == "hybrid":
+            ranked = self._fuse(version, query, vector, dense, keyword, allowed)
         else:
             ranked = dense or keyword
+        if self.reranker is not None and rerank is not False and ranked:
+            ranked = self._rerank(version, query, ranked)
         ranked = ranked[:top_k]
         chunks = version.store.chunks(i for i, _ in ranked)
         hits = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from .analyzer import fts_document, fts_query
+from .analyzer import analyze, fts_document, fts_query
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -223,6 +223,32 @@ class ChunkStore:
         if allowed is not None:
             hits = [h for h in hits if h[0] in allowed]
         return hits[:limit]
+
+    def keyword_scores(self, query: str, ids: Iterable[int]) -> dict[int, float]:
+        """BM25 of the given chunks for the query (chunks matching no term are left out)."""
+        expr, ids = fts_query(query), list(ids)
+        if expr is None or not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
+            f"AND rowid IN ({marks})",
+            (expr, *ids),
+        ).fetchall()
+        return {int(r[0]): -float(r[1]) for r in rows}
+
+    def phrase_documents(self, phrase: str, limit: int) -> dict[int, int]:
+        """Chunks containing `phrase` as consecutive terms: chunk id -> document id."""
+        terms = analyze(phrase)
+        if not terms:
+            return {}
+        expr = '"' + " ".join(t.replace('"', '""') for t in terms) + '"'
+        rows = self._db.execute(
+            "SELECT c.id, c.doc_id FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH ? LIMIT ?",
+            (expr, limit),
+        ).fetchall()
+        return {int(r[0]): int(r[1]) for r in rows}
 
 
 def document_title(path: str) -> str:

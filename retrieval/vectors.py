@@ -68,6 +68,24 @@ class VectorIndex:
             return self._search_exact(vector, k, allowed) if allowed else []
         return [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], distances[0], strict=True)]
 
+    def similarity(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        """Cosine similarity of the query to each given chunk (ids not in the index: left out)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        try:
+            vectors = np.asarray(self._index.get_items(ids), dtype=np.float32)
+        except RuntimeError:  # an id that is not (or no longer) in the index
+            return dict(self._one_by_one(vector, ids))
+        return {i: float(s) for i, s in zip(ids, vectors @ vector, strict=True)}
+
+    def _one_by_one(self, vector: np.ndarray, ids: list[int]):
+        for i in ids:
+            try:
+                yield i, float(np.asarray(self._index.get_items([i]), dtype=np.float32)[0] @ vector)
+            except RuntimeError:
+                continue
+
     def _search_exact(
         self, vector: np.ndarray, k: int, allowed: set[int]
     ) -> list[tuple[int, float]]:

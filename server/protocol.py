@@ -123,6 +123,7 @@ class RagOptions(Request):
     )
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     append_sources: bool | None = None  # default: the server's setting
+    rerank: bool | None = None  # default: when the server has a reranker
 
 
 class Source(Response):

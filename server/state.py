@@ -60,7 +60,9 @@ class AppState:
             embedder = self._embedder or s.retrieval.embedder()
             self._embedder = embedder
             if self._retriever is None:
-                self._retriever = Retriever(s.retrieval.index_dir, embedder)
+                self._retriever = Retriever(
+                    s.retrieval.index_dir, embedder, reranker=s.retrieval.reranker()
+                )
             embedder.dim  # noqa: B018 - load the weights now, not on the first request
             if self._engine is None:
                 self._engine = LlamaEngine(

@@ -31,7 +31,7 @@ from .protocol import (
 
 log = structlog.get_logger(__name__)
 
-Search = tuple[str, int, Filters | None, Mode]
+Search = tuple[str, int, Filters | None, Mode, bool | None]
 
 
 @dataclass
@@ -68,7 +68,8 @@ class ChatService:
                 Filters(documents=options.documents) if options and options.documents else None
             )
             mode: Mode = options.mode if options else "hybrid"
-            search = (rag.search_query(messages), top_k, filters, mode)
+            rerank = options.rerank if options else None
+            search = (rag.search_query(messages), top_k, filters, mode, rerank)
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
         sampling, packed = await asyncio.to_thread(self._build, req, messages, search)
         state.metrics.sources_used.observe(len(packed.sources))

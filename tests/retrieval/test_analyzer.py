@@ -1,5 +1,5 @@
 from ragserve.retrieval.analyzer import analyze, fts_query
-from ragserve.retrieval.search import confidence, rrf
+from ragserve.retrieval.fusion import fuse, separation
 
 
 def test_korean_runs_become_bigrams_and_ids_stay_whole():
@@ -16,15 +16,21 @@ def test_fts_query_quotes_terms_so_operators_are_literal():
     assert fts_query("   ?! ") is None
 
 
-def test_rrf_rewards_agreement():
-    fused = rrf([[1, 2, 3], [3, 1, 4]])
-    assert [i for i, _ in fused][:2] == [1, 3]
+def test_fusion_agrees_where_both_lists_agree():
+    dense = {1: 0.80, 2: 0.60, 3: 0.79}
+    keyword = {1: 9.0, 2: 3.0, 3: 8.9}
+    assert [i for i, _ in fuse(dense, keyword)][:2] == [1, 3]
 
 
-def test_weighted_rrf_trusts_the_confident_ranker():
-    flat = [0.46, 0.458, 0.457, 0.455, 0.451]  # a dense model that does not know the language
-    sharp = [13.4, 7.9, 7.8, 7.8, 7.8]  # a keyword hit far above the rest
-    assert confidence(flat) < 0.1 < confidence(sharp)
-    fused = rrf([[1, 2, 3], [3, 4, 5]], [confidence(flat), confidence(sharp)])
-    assert fused[0][0] == 3
-    assert confidence([]) == 0.0
+def test_a_flat_list_cannot_reorder_a_sharp_one():
+    flat = {1: 0.460, 2: 0.458, 3: 0.457, 4: 0.455, 5: 0.451}  # a model that knows no Korean
+    sharp = {1: 7.8, 2: 7.9, 3: 13.4, 4: 7.8, 5: 7.8}  # a keyword hit far above the rest
+    assert separation(flat.values()) < 0.1 < separation(sharp.values())
+    assert fuse(flat, sharp)[0][0] == 3
+    assert separation([]) == 0.0
+
+
+def test_an_identifier_match_is_decisive():
+    dense = {1: 0.9, 2: 0.5}
+    keyword = {1: 12.0, 2: 6.0}
+    assert fuse(dense, keyword, decisive={2})[0][0] == 2
