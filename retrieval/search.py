@@ -152,10 +152,9 @@ class Retriever:
         dense_all = dict(dense)
         dense_all.update(version.vectors.similarity(vector, sorted(pool - dense_all.keys())))
         keyword_all = dict(keyword)
-        missing = pool - keyword_all.keys()
-        if missing and len(keyword) >= KEYWORD_POOL:  # past the deep list: at most its last
-            keyword_all.update(version.store.keyword_scores(query, missing))
-        return fuse(dense_all, {i: keyword_all.get(i, 0.0) for i in pool}, decisive)
+        # not in the deep list: no term matched (0), or ranked below it (at most its last)
+        floor = keyword[-1][1] if len(keyword) >= KEYWORD_POOL else 0.0
+        return fuse(dense_all, {i: keyword_all.get(i, floor) for i in pool}, decisive)
 
     def _rerank(
         self, version: IndexVersion, query: str, ranked: list[tuple[int, float]]

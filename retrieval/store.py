@@ -224,19 +224,6 @@ class ChunkStore:
             hits = [h for h in hits if h[0] in allowed]
         return hits[:limit]
 
-    def keyword_scores(self, query: str, ids: Iterable[int]) -> dict[int, float]:
-        """BM25 of the given chunks for the query (chunks matching no term are left out)."""
-        expr, ids = fts_query(query), list(ids)
-        if expr is None or not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._db.execute(
-            f"SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-            f"AND rowid IN ({marks})",
-            (expr, *ids),
-        ).fetchall()
-        return {int(r[0]): -float(r[1]) for r in rows}
-
     def phrase_documents(self, phrase: str, limit: int) -> dict[int, int]:
         """Chunks containing `phrase` as consecutive terms: chunk id -> document id."""
         terms = analyze(phrase)
