@@ -44,9 +44,12 @@ HTTP: dict[type[RagserveError], tuple[int, str]] = {
 class HTTPError(RagserveError):
     """An error Litestar raised with its own status (unknown route, 405, 413)."""
 
-    def __init__(self, message: str, status: int, code: str | None) -> None:
+    def __init__(
+        self, message: str, status: int, code: str | None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.headers = headers or {}  # e.g. Allow on 405
 
 
 def http_of(exc: RagserveError) -> tuple[int, str]:
@@ -75,7 +78,7 @@ def error_body(exc: RagserveError) -> ErrorResponse:
 
 def error_response(exc: RagserveError) -> Response:
     status, _ = http_of(exc)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(exc.headers) if isinstance(exc, HTTPError) else {}
     if retry := exc.retry_after_s:
         headers["retry-after"] = str(retry)
         headers["retry-after-ms"] = str(retry * 1000)
@@ -100,7 +103,10 @@ def _validation_message(exc: ValidationException) -> tuple[str, str | None]:
             key = item.get("key")
             param = str(key) if key else None
             where = f" (at {key})" if key else ""
-            return f"invalid request body: {item['message']}{where}", param
+            message = str(item["message"])
+            if message.startswith("Expected `array` of length >= 1"):
+                message = "must contain at least one item"
+            return f"invalid request body: {message}{where}", param
     return f"invalid request body: {exc.detail}", None
 
 
@@ -113,7 +119,8 @@ def to_ragserve_error(exc: Exception) -> RagserveError:
         return InvalidRequest(message, param=param)
     if isinstance(exc, HTTPException):
         message = "request body too large" if exc.status_code == 413 else str(exc.detail)
-        return HTTPError(message, exc.status_code, _HTTP_CODES.get(exc.status_code))
+        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        return HTTPError(message, exc.status_code, _HTTP_CODES.get(exc.status_code), headers)
     if isinstance(exc, UnicodeDecodeError | RecursionError):  # raised decoding the body
         return InvalidRequest(
             "the request body is not valid JSON: it must be UTF-8 and nest at most a few "

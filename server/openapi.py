@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
+
 from ragserve.retrieval.config import RetrievalSettings
 
 from .app import create_app
@@ -14,11 +16,107 @@ from .settings import Settings
 SPEC = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 
 
+# What each operation can answer besides 200, from the one error mapping (server/errors.py)
+# and the middleware: keys (401), body limits (413), the browser guard without keys (415,
+# 421), slow clients (408), the queue (429), loading (503), and failures (500).
+_ALWAYS = {500: "internal error", 503: "still loading, or shutting down; retry"}
+_POST = {
+    400: "invalid request (OpenAI's error object; `param` names the field)",
+    401: "missing or wrong API key (when keys are configured)",
+    408: "the request body did not arrive in time",
+    413: "request body too large",
+    415: "a JSON body must be sent as application/json (no API key configured)",
+    421: "Host not allowed (no API key configured)",
+    **_ALWAYS,
+}
+ERRORS: dict[tuple[str, str], dict[int, str]] = {
+    ("post", "/v1/chat/completions"): {**_POST, 429: "the generation queue is full; retry"},
+    ("post", "/v1/completions"): {**_POST, 429: "the generation queue is full; retry"},
+    ("post", "/v1/embeddings"): _POST,
+    ("get", "/v1/models"): {401: _POST[401], 421: _POST[421], **_ALWAYS},
+    ("get", "/v1/models/{model_id}"): {
+        401: _POST[401],
+        404: "no such model",
+        421: _POST[421],
+        **_ALWAYS,
+    },
+    ("get", "/health/ready"): {503: _ALWAYS[503]},
+}
+ANSWERS = {"/v1/chat/completions": "ChatCompletion", "/v1/completions": "Completion"}
+STREAMS = {
+    "/v1/chat/completions": "ChatCompletionChunk",
+    "/v1/completions": "Completion",
+}
+
+
+def _document_errors_and_streams(spec: dict) -> None:
+    from .app import Health, Readiness
+    from .chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+    from .completions.protocol import Completion, CompletionRequest
+    from .embeddings.protocol import EmbeddingList, EmbeddingRequest
+    from .errors import ErrorResponse
+    from .models.protocol import ModelList
+
+    # msgspec's own schemas of the wire types replace Litestar's, which drop constraints
+    # on union members (a minimum length on `str | list`, exclusive bounds): the spec then
+    # says exactly what the decoder enforces.
+    _, components = msgspec.json.schema_components(
+        [
+            ChatCompletionRequest,
+            ChatCompletion,
+            ChatCompletionChunk,
+            CompletionRequest,
+            Completion,
+            EmbeddingRequest,
+            EmbeddingList,
+            ModelList,
+            Health,
+            Readiness,
+            ErrorResponse,
+        ],
+        ref_template="#/components/schemas/{name}",
+    )
+    spec["components"]["schemas"] = dict(sorted(components.items()))
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    retry = {
+        "Retry-After": {
+            "description": "seconds to wait before retrying",
+            "schema": {"type": "integer"},
+        }
+    }
+    for (method, path), statuses in ERRORS.items():
+        responses = spec["paths"][path][method]["responses"]
+        for status, description in statuses.items():
+            response: dict = {
+                "description": description,
+                "content": {"application/json": {"schema": error}},
+            }
+            if status in (429, 503):
+                response["headers"] = retry
+            responses[str(status)] = response
+    for path, chunk in STREAMS.items():
+        content = spec["paths"][path]["post"]["responses"]["200"]["content"]
+        # the handler returns `Answer | Stream`: JSON is the answer alone, SSE the stream
+        content["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ANSWERS[path]}"}
+        content["text/event-stream"] = {
+            "schema": {
+                "type": "string",
+                "description": (
+                    f"With `stream: true`: server-sent events, each `data: <{chunk} as one "
+                    "line of JSON>` and a blank line, ending with `data: [DONE]`; an error "
+                    'after the stream began comes as `data: {"error": {...}}`.'
+                ),
+            },
+            "x-ragserve-event": {"$ref": f"#/components/schemas/{chunk}"},
+        }
+
+
 def generate() -> str:
     settings = Settings(
         retrieval=RetrievalSettings(index_dir=Path("/nonexistent")), model_alias="ragserve"
     )
     schema = create_app(settings).litestar.openapi_schema.to_schema()
+    _document_errors_and_streams(schema)
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -28,7 +28,10 @@ from ..protocol import (
 
 
 class CompletionRequest(Request):
-    prompt: str | Annotated[list[Any], Meta(max_length=1 << 20)]
+    prompt: (
+        Annotated[str, Meta(min_length=1)]
+        | Annotated[list[Any], Meta(min_length=1, max_length=1 << 20)]
+    )
     model: Annotated[str, Meta(max_length=256)] = ""
     echo: bool = False
     frequency_penalty: Penalty = None

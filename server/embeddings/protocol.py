@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta
 
 from ..protocol import Request, Response
 
 
 class EmbeddingRequest(Request):
-    input: str | list[Any]
+    input: (
+        Annotated[str, Meta(pattern=r"\S", max_length=100_000)]
+        | Annotated[list[Any], Meta(min_length=1, max_length=2048)]
+    )
     model: str = ""
-    encoding_format: str = "float"  # float | base64
-    dimensions: int | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: Any = None
 
 

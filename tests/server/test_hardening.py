@@ -57,7 +57,8 @@ def test_a_full_queue_refuses_streams_with_429_before_any_byte(index_dir, retrie
         with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as http:
             with http.stream("POST", path, json=body) as first:
                 assert first.status_code == 200
-                next(first.iter_lines())  # the first request holds the only slot
+                lines = first.iter_lines()  # kept: a dropped iterator closes the stream
+                next(lines)  # the first request holds the only slot
                 second = http.post(path, json=body)
                 assert second.status_code == 429, second.text
                 assert second.headers["content-type"].startswith("application/json")
