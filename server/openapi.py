@@ -42,6 +42,11 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
     },
     ("get", "/health/ready"): {503: _ALWAYS[503]},
 }
+BODIES = {
+    "/v1/chat/completions": "ChatCompletionRequest",
+    "/v1/completions": "CompletionRequest",
+    "/v1/embeddings": "EmbeddingRequest",
+}
 ANSWERS = {"/v1/chat/completions": "ChatCompletion", "/v1/completions": "Completion"}
 STREAMS = {
     "/v1/chat/completions": "ChatCompletionChunk",
@@ -94,13 +99,20 @@ def _document_errors_and_streams(spec: dict) -> None:
             if status in (429, 503):
                 response["headers"] = retry
             responses[str(status)] = response
+    for path, kind in BODIES.items():  # decoded by the handlers themselves (strictly)
+        spec["paths"][path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}},
+        }
     for path, chunk in STREAMS.items():
         content = spec["paths"][path]["post"]["responses"]["200"]["content"]
         # the handler returns `Answer | Stream`: JSON is the answer alone, SSE the stream
         content["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ANSWERS[path]}"}
         content["text/event-stream"] = {
-            "schema": {
-                "type": "string",
+            "schema": {  # one server-sent event
+                "type": "object",
+                "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                "required": ["data"],
                 "description": (
                     f"With `stream: true`: server-sent events, each `data: <{chunk} as one "
                     "line of JSON>` and a blank line, ending with `data: [DONE]`; an error "

@@ -24,7 +24,13 @@ TopK = Annotated[int, Meta(ge=0, le=1000)] | None
 MinP = Annotated[float, Meta(ge=0, le=1)] | None
 RepeatPenalty = Annotated[float, Meta(gt=0, le=10)] | None
 Seed = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None
-LogitBias = Annotated[dict[str, float], Meta(max_length=MAX_LOGIT_BIAS)] | None
+TokenKey = Annotated[str, Meta(pattern=r"^[0-9]{1,9}$")]  # a token id, below the vocabulary size
+LogitBias = (
+    Annotated[
+        dict[TokenKey, Annotated[float, Meta(ge=-100, le=100)]], Meta(max_length=MAX_LOGIT_BIAS)
+    ]
+    | None
+)
 
 
 class Request(msgspec.Struct, kw_only=True):

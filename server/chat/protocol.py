@@ -63,8 +63,8 @@ class ChatCompletionRequest(Request):
     model: Annotated[str, Meta(max_length=256)] = ""
     frequency_penalty: Penalty = None
     logit_bias: LogitBias = None
-    logprobs: bool | None = None
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    logprobs: Annotated[bool, Meta(extra_json_schema={"enum": [False]})] | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=0)] | None = None  # logprobs: not supported
     max_tokens: MaxTokens = None
     max_completion_tokens: MaxTokens = None
     n: int | None = None

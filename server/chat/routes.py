@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
 from .protocol import ChatCompletion, ChatCompletionRequest
@@ -18,9 +19,8 @@ from .service import ChatService
     operation_id="createChatCompletion",
     tags=["chat"],
 )
-async def create_chat_completion(
-    data: ChatCompletionRequest, request: Request, chat: ChatService
-) -> ChatCompletion | Stream:
+async def create_chat_completion(request: Request, chat: ChatService) -> ChatCompletion | Stream:
+    data = await decode_body(request, ChatCompletionRequest)
     prepared = await chat.prepare(data, request.state.request_id)
     if data.stream:
         body = StreamBody(chat.stream(prepared), prepared.handle)

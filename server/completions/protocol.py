@@ -26,17 +26,28 @@ from ..protocol import (
     sampling_from,
 )
 
+_TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+# a list prompt is token ids, or one string, or one list of token ids (no batches); ids
+# must also be below the model's vocabulary size, which no static spec can say
+_PROMPTS = {
+    "anyOf": [
+        _TOKEN_IDS,
+        {"items": {"type": "string", "minLength": 1}, "maxItems": 1},
+        {"items": _TOKEN_IDS, "maxItems": 1},
+    ]
+}
+
 
 class CompletionRequest(Request):
     prompt: (
         Annotated[str, Meta(min_length=1)]
-        | Annotated[list[Any], Meta(min_length=1, max_length=1 << 20)]
+        | Annotated[list[Any], Meta(min_length=1, max_length=1 << 20, extra_json_schema=_PROMPTS)]
     )
     model: Annotated[str, Meta(max_length=256)] = ""
     echo: bool = False
     frequency_penalty: Penalty = None
     logit_bias: LogitBias = None
-    logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
+    logprobs: Annotated[int, Meta(ge=0, le=0)] | None = None  # not supported
     max_tokens: Annotated[int, Meta(ge=1)] | None = 16
     n: int | None = None
     presence_penalty: Penalty = None
@@ -58,11 +69,11 @@ class CompletionRequest(Request):
         p = self.prompt
         if isinstance(p, str):
             return p
-        if p and all(isinstance(t, int) for t in p):
+        if p and all(type(t) is int for t in p):  # not bool, which is an int in Python
             return list(p)
         if len(p) == 1 and isinstance(p[0], str):
             return p[0]
-        if len(p) == 1 and isinstance(p[0], list) and all(isinstance(t, int) for t in p[0]):
+        if len(p) == 1 and isinstance(p[0], list) and all(type(t) is int for t in p[0]):
             return list(p[0])
         raise InvalidRequest(
             "'prompt' must be one string or one list of token ids (batches are not supported)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
 from .protocol import Completion, CompletionRequest
@@ -19,8 +20,9 @@ from .service import CompletionService
     tags=["completions"],
 )
 async def create_completion(
-    data: CompletionRequest, request: Request, completions: CompletionService
+    request: Request, completions: CompletionService
 ) -> Completion | Stream:
+    data = await decode_body(request, CompletionRequest)
     prepared = await completions.prepare(data, request.state.request_id)
     if data.stream:
         body = StreamBody(completions.stream(prepared), prepared.handle)

@@ -8,12 +8,11 @@ from msgspec import Meta
 
 from ..protocol import Request, Response
 
+Text = Annotated[str, Meta(pattern=r"\S", max_length=100_000)]  # not blank
+
 
 class EmbeddingRequest(Request):
-    input: (
-        Annotated[str, Meta(pattern=r"\S", max_length=100_000)]
-        | Annotated[list[Any], Meta(min_length=1, max_length=2048)]
-    )
+    input: Text | Annotated[list[Text], Meta(min_length=1, max_length=2048)]
     model: str = ""
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Meta(ge=1)] | None = None

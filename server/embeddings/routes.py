@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import post
+from litestar import Request, post
 
+from ..body import decode_body
 from .protocol import EmbeddingList, EmbeddingRequest
 from .service import EmbeddingService
 
@@ -15,5 +16,5 @@ from .service import EmbeddingService
     operation_id="createEmbedding",
     tags=["embeddings"],
 )
-async def create_embeddings(data: EmbeddingRequest, embeddings: EmbeddingService) -> EmbeddingList:
-    return await embeddings.embed(data)
+async def create_embeddings(request: Request, embeddings: EmbeddingService) -> EmbeddingList:
+    return await embeddings.embed(await decode_body(request, EmbeddingRequest))
