@@ -16,7 +16,7 @@ DATA     ?= data
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test lint typecheck imports spec spec-check hadolint compose-check ci bench clean
+.PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check ci bench clean
 
 $(STAMP): pyproject.toml .ci/llama-wheel.sh
 	python3 -m venv $(VENV)
@@ -48,13 +48,16 @@ spec: $(STAMP)  ## regenerate openapi/openapi.json from the app
 spec-check: $(STAMP)
 	$(PY) -m ragserve.server.openapi check
 
+fuzz: $(STAMP)  ## schemathesis against a real server: the spec must tell the truth
+	bash .ci/fuzz.sh $(PY)
+
 hadolint: $(STAMP)
 	$(VENV)/bin/hadolint Dockerfile
 
 compose-check: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
-ci: test lint typecheck imports spec-check hadolint compose-check
+ci: test lint typecheck imports spec-check fuzz hadolint compose-check
 
 bench: $(STAMP)
 	$(PY) bench/ingest_bench.py

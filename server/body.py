@@ -4,7 +4,7 @@ OpenAPI spec (generated from the same types) allows: no "1" for 1 or 0 for false
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -20,10 +20,31 @@ TOKEN_IDS_HINT = (
 )
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 1.0 as an integer: integral floats become ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    return value
+
+
+def _decode(body: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as exc:
+        if "got `float`" not in str(exc):
+            raise
+    # rare: `"max_tokens": 16.0`; decoded again without a type, then converted strictly
+    return msgspec.convert(_integral(msgspec.json.decode(body)), type=kind, strict=True)
+
+
 async def decode_body(request: Request, kind: type[T]) -> T:
     body = await request.body()
     try:
-        return msgspec.json.decode(body, type=kind)
+        return _decode(body, kind)
     except msgspec.ValidationError as exc:
         match = _AT.match(str(exc))
         assert match is not None

@@ -67,7 +67,7 @@ class ChatCompletionRequest(Request):
     top_logprobs: Annotated[int, Meta(ge=0, le=0)] | None = None  # logprobs: not supported
     max_tokens: MaxTokens = None
     max_completion_tokens: MaxTokens = None
-    n: int | None = None
+    n: Annotated[int, Meta(ge=1, le=1)] | None = None  # one choice per request
     presence_penalty: Penalty = None
     response_format: ResponseFormat | None = None
     seed: Seed = None
@@ -77,7 +77,7 @@ class ChatCompletionRequest(Request):
     temperature: Temperature = None
     top_p: TopP = None
     tools: Annotated[list[Any], Meta(max_length=MAX_TOOLS)] | None = None
-    tool_choice: Any = None
+    tool_choice: Literal["auto", "none"] | None = None  # tools are not called yet
     parallel_tool_calls: bool | None = None
     user: Any = None
     # -- ragserve additions (llama.cpp sampling and retrieval control) --

@@ -26,7 +26,11 @@ from ..protocol import (
     sampling_from,
 )
 
-_TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+_TOKEN_IDS = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},  # llama_token: int32
+    "minItems": 1,
+}
 # a list prompt is token ids, or one string, or one list of token ids (no batches); ids
 # must also be below the model's vocabulary size, which no static spec can say
 _PROMPTS = {
@@ -49,7 +53,7 @@ class CompletionRequest(Request):
     logit_bias: LogitBias = None
     logprobs: Annotated[int, Meta(ge=0, le=0)] | None = None  # not supported
     max_tokens: Annotated[int, Meta(ge=1)] | None = 16
-    n: int | None = None
+    n: Annotated[int, Meta(ge=1, le=1)] | None = None  # one choice per request
     presence_penalty: Penalty = None
     seed: Seed = None
     stop: StopField = None

@@ -15,6 +15,7 @@ class EmbeddingRequest(Request):
     input: Text | Annotated[list[Text], Meta(min_length=1, max_length=2048)]
     model: str = ""
     encoding_format: Literal["float", "base64"] = "float"
+    # truncate and renormalise; at or above the model's own size: its full vectors
     dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: Any = None
 

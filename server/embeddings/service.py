@@ -57,10 +57,6 @@ class EmbeddingService:
             )
         texts = texts_of(req)
         embedder = self.state.embedder
-        if req.dimensions is not None and not 1 <= req.dimensions <= embedder.dim:
-            raise InvalidRequest(
-                f"dimensions must be between 1 and {embedder.dim}", param="dimensions"
-            )
         # bulk: a chat's retrieval query goes first between our batches
         vectors = await asyncio.to_thread(lambda: embedder.embed_queries(texts, urgent=False))
         if req.dimensions is not None and req.dimensions < vectors.shape[1]:
