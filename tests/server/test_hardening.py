@@ -353,3 +353,29 @@ def test_loopback_origins_may_call_and_others_may_not(http):
     assert local.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert preflight("http://127.0.0.1:8080").headers["access-control-allow-origin"]
     assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+
+
+# -- the spec's types, strictly -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "field, value",
+    [("max_tokens", "16"), ("stream", 0), ("temperature", "0.5"), ("n", 2), ("tool_choice", "x")],
+)
+def test_bodies_are_decoded_as_strictly_as_the_spec_says(http, field, value):
+    resp = http.post("/v1/chat/completions", json={"messages": USER, field: value})
+    assert resp.status_code == 400, resp.text
+    assert error_of(resp)["param"] == field
+
+
+def test_an_integral_float_is_an_integer(http):
+    resp = http.post(
+        "/v1/chat/completions",
+        json={"messages": USER, "max_tokens": 2.0, "model": "smollm2-norag"},
+    )
+    assert resp.status_code == 200, resp.text
+
+
+def test_an_undeclared_method_gets_405_with_allow(http):
+    resp = http.request("TRACE", "/v1/models")
+    assert resp.status_code == 405
+    assert "GET" in resp.headers["allow"]
+    error_of(resp)
