@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from _common import median, percentile
-from lookalike import KINDS, write_lookalike_corpus
+from lookalike import KINDS, hit_rates, write_lookalike_corpus
 
 from ragserve.ingest.pipeline import IngestOptions, run_ingest
 from ragserve.retrieval.embedder import SentenceTransformerEmbedder
@@ -60,16 +59,9 @@ def old_hybrid(retriever: Retriever, query: str, k: int) -> list[str]:
 
 
 def documents(retriever: Retriever, query: str, mode: str) -> list[str]:
-    hits = (
-        old_hybrid(retriever, query, 15)
-        if mode == "rrf (before)"
-        else [h.document for h in retriever.search(query, top_k=15, mode=mode)]
-    )
-    out: list[str] = []
-    for doc in hits:
-        if doc not in out:
-            out.append(doc)
-    return out[:5]
+    if mode == "rrf (before)":
+        return old_hybrid(retriever, query, 15)
+    return [h.document for h in retriever.search(query, top_k=15, mode=mode)]
 
 
 def build(root: Path, per_language: int, languages: tuple[str, ...], embedder):
@@ -87,17 +79,8 @@ def quality(retriever: Retriever, questions) -> None:
         print(f"| mode | all | {' | '.join(KINDS)} |")
         print("| --- " * (len(KINDS) + 2) + "|")
         for mode in modes:
-            counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-            for q in asked:
-                docs = documents(retriever, q.question, mode)
-                for key in (q.kind, "all"):
-                    counts[key][0] += 1
-                    counts[key][1] += bool(docs) and docs[0] == q.document
-                    counts[key][2] += q.document in docs
-            cells = [
-                f"{c[1] / c[0]:.2f} / {c[2] / c[0]:.2f}"
-                for c in (counts[k] for k in ("all", *KINDS))
-            ]
+            table = hit_rates(lambda q, m=mode: documents(retriever, q, m), asked)
+            cells = [f"{table[k][0]:.2f} / {table[k][1]:.2f}" for k in ("all", *KINDS)]
             print(f"| {mode} | {' | '.join(cells)} |")
 
 

@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import msgspec
+from corpus import KO_GIVEN
+from corpus import KO_SURNAMES as CORPUS_KO_SURNAMES
 from pdfgen import write_pdf
 
 KO_DEPTS = [
@@ -43,21 +45,7 @@ ITEMS = [
     ("의자", "사무용 좌석", "office chair", "desk seating"),
     ("헤드셋", "머리에 쓰는 음향 장비", "headset", "head-worn audio gear"),
 ]
-KO_SURNAMES = ["김", "이", "박", "최", "정", "강", "조", "윤", "장", "임", "한", "오"]
-KO_GIVEN = [
-    "민수",
-    "지원",
-    "서연",
-    "현우",
-    "지호",
-    "수진",
-    "도현",
-    "유나",
-    "준서",
-    "하은",
-    "태양",
-    "은지",
-]
+KO_SURNAMES = [*CORPUS_KO_SURNAMES, "한", "오"]
 EN_FIRST = [
     "Alice",
     "Brian",
@@ -238,3 +226,26 @@ def write_lookalike_corpus(root: Path, n: int, language: str, seed: int = 11) ->
         write_pdf(root / name, pages)
         questions.append(Question(name, question, kind, language))
     return questions
+
+
+def first_documents(hits: list[str], k: int = 5) -> list[str]:
+    """The first k distinct documents of a ranked list of chunk documents."""
+    out: list[str] = []
+    for doc in hits:
+        if doc not in out:
+            out.append(doc)
+    return out[:k]
+
+
+def hit_rates(search, questions: list[Question]) -> dict[str, tuple[float, float]]:
+    """hit@1 and hit@5 by document, per question kind and for "all"; `search(question)`
+    returns the documents of the ranked chunks."""
+    counts: dict[str, list[int]] = {}
+    for q in questions:
+        docs = first_documents(search(q.question))
+        for key in (q.kind, "all"):
+            c = counts.setdefault(key, [0, 0, 0])
+            c[0] += 1
+            c[1] += bool(docs) and docs[0] == q.document
+            c[2] += q.document in docs
+    return {k: (c[1] / c[0], c[2] / c[0]) for k, c in counts.items()}

@@ -3,10 +3,8 @@ purchase requests (real all-MiniLM-L6-v2, real FTS5 and hnswlib); and the rerank
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import pytest
-from lookalike import KINDS, write_lookalike_corpus
+from lookalike import KINDS, hit_rates, write_lookalike_corpus
 
 from ragserve.ingest.pipeline import IngestOptions, run_ingest
 from ragserve.retrieval.fusion import identifiers
@@ -25,23 +23,10 @@ def lookalike(tmp_path_factory, embedder):
     return index, questions
 
 
-def first_documents(retriever: Retriever, query: str, mode: str, k: int = 5) -> list[str]:
-    docs: list[str] = []
-    for hit in retriever.search(query, top_k=3 * k, mode=mode):
-        if hit.document not in docs:
-            docs.append(hit.document)
-    return docs[:k]
-
-
 def rates(retriever: Retriever, questions, mode: str) -> dict[str, tuple[float, float]]:
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for q in questions:
-        docs = first_documents(retriever, q.question, mode)
-        for key in (q.kind, "all"):
-            counts[key][0] += 1
-            counts[key][1] += bool(docs) and docs[0] == q.document
-            counts[key][2] += q.document in docs
-    return {k: (c[1] / c[0], c[2] / c[0]) for k, c in counts.items()}
+    return hit_rates(
+        lambda q: [h.document for h in retriever.search(q, top_k=15, mode=mode)], questions
+    )
 
 
 @pytest.mark.parametrize("language", ["ko", "en"])
