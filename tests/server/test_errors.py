@@ -171,7 +171,7 @@ def test_sources_are_dropped_before_the_context_overflows(index_dir, retriever):
 
 def test_api_keys_cors_and_queue(index_dir, retriever):
     engine = LlamaEngine(
-        bundled_model_path(), model_id="smollm2", n_ctx=1024, parallel=1, max_queue=1
+        bundled_model_path(), model_id="smollm2", n_ctx=2048, parallel=1, max_queue=1
     )
     settings = make_settings(
         index_dir, api_keys=("k-one", "k-two"), cors_origins=("https://chat.example",)
@@ -214,7 +214,7 @@ def test_api_keys_cors_and_queue(index_dir, retriever):
         auth = {"Authorization": "Bearer k-one"}
         body = {
             "model": "smollm2-norag",
-            "max_tokens": 400,
+            "max_tokens": 1500,  # many seconds: the slot stays taken while the test runs
             "stream": True,
             "messages": [{"role": "user", "content": "Tell a very long story."}],
             "ignore_eos": True,
@@ -222,6 +222,10 @@ def test_api_keys_cors_and_queue(index_dir, retriever):
         with http.stream("POST", "/v1/chat/completions", json=body, headers=auth) as running:
             lines = running.iter_lines()  # keep it: a dropped iterator closes the connection
             next(lines)  # the first generation is under way
+            deadline = time.monotonic() + 30
+            while engine.stats().busy < 1:  # it holds the slot (the role chunk comes first)
+                assert time.monotonic() < deadline, "the first request never started"
+                time.sleep(0.01)
             waiting = threading.Thread(
                 target=lambda: http.post(
                     "/v1/chat/completions",
