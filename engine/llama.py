@@ -28,9 +28,6 @@ def _lib():
     return llama_cpp
 
 
-LlamaError = BackendError
-
-
 class Model:
     """A loaded GGUF: weights, vocabulary, metadata and tokenization (thread-safe)."""
 
@@ -42,7 +39,7 @@ class Model:
         params.n_gpu_layers = ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers
         ptr = lib.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
-            raise LlamaError(f"llama.cpp could not load the model file {path}")
+            raise BackendError(f"llama.cpp could not load the model file {path}")
         self.ptr = ptr
         self.vocab = lib.llama_model_get_vocab(ptr)
         self.n_vocab = lib.llama_vocab_n_tokens(self.vocab)
@@ -148,7 +145,7 @@ class Context:
         params.no_perf = True
         ptr = lib.llama_init_from_model(model.ptr, params)
         if not ptr:
-            raise LlamaError(
+            raise BackendError(
                 f"llama.cpp could not create a context of {n_seq} x {n_ctx} tokens "
                 "(out of memory? lower --n-ctx or --parallel)"
             )
@@ -185,7 +182,7 @@ class Context:
         b.n_tokens = self.n_tokens
         rc = _lib().llama_decode(self.ptr, b)
         if rc != 0:
-            raise LlamaError(f"llama_decode failed with code {rc}")
+            raise BackendError(f"llama_decode failed with code {rc}")
 
     # -- the KV cache -----------------------------------------------------------------
     def truncate(self, seq: int, keep: int) -> bool:
@@ -207,7 +204,7 @@ class Grammar:
         lib = _lib()
         self.ptr = lib.llama_sampler_init_grammar(model.vocab, gbnf.encode(), b"root")
         if not self.ptr:
-            raise LlamaError("llama.cpp rejected the grammar")
+            raise BackendError("llama.cpp rejected the grammar")
 
     def clone(self) -> Grammar:
         copy = Grammar.__new__(Grammar)

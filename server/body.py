@@ -58,7 +58,7 @@ async def decode_body(request: Request, kind: type[T]) -> T:
         raise InvalidRequest(
             f"invalid request body: {message}{where}", param=path or None
         ) from None
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest(
             "the request body is not valid JSON: it must be UTF-8 and nest at most a few "
             "hundred levels deep"

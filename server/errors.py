@@ -121,11 +121,6 @@ def to_ragserve_error(exc: Exception) -> RagserveError:
         message = "request body too large" if exc.status_code == 413 else str(exc.detail)
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         return HTTPError(message, exc.status_code, _HTTP_CODES.get(exc.status_code), headers)
-    if isinstance(exc, UnicodeDecodeError | RecursionError):  # raised decoding the body
-        return InvalidRequest(
-            "the request body is not valid JSON: it must be UTF-8 and nest at most a few "
-            "hundred levels deep"
-        )
     return RagserveError("internal server error")
 
 

@@ -88,17 +88,9 @@ class ChatCompletionRequest(Request):
     rag: RagOptions | None = None
 
     def validate(self) -> None:
-        if not self.messages:
-            raise InvalidRequest("'messages' must contain at least one message", param="messages")
-        if self.n not in (None, 1):
-            raise InvalidRequest("only n=1 is supported", param="n")
-        if self.logprobs or self.top_logprobs:
+        """What the types cannot say (messages, n, tool_choice and the bounds are decoded)."""
+        if self.logprobs:
             raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
-        if self.tool_choice not in (None, "none", "auto"):
-            raise InvalidRequest(
-                "this server does not call tools; tool_choice must be 'auto' or 'none'",
-                param="tool_choice",
-            )
         if self.response_format is not None:
             kind = self.response_format.type
             if kind not in ("text", "json_object", "json_schema"):

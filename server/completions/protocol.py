@@ -85,8 +85,6 @@ class CompletionRequest(Request):
         )
 
     def validate(self) -> None:
-        if self.n not in (None, 1):
-            raise InvalidRequest("only n=1 is supported", param="n")
         if self.logprobs:
             raise InvalidRequest("logprobs are not supported by this server", param="logprobs")
 

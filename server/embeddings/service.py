@@ -12,32 +12,13 @@ from ragserve.errors import InvalidRequest
 from ..state import AppState
 from .protocol import Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 
-MAX_INPUTS = 2048  # OpenAI's limit; LangChain sends up to 1000 per request
-MAX_CHARS = 100_000
 MAX_TOTAL_CHARS = 1_000_000  # one request's share of the embedder
 
 
 def texts_of(req: EmbeddingRequest) -> list[str]:
-    value = req.input
-    items = [value] if isinstance(value, str) else value
-    if not items:
-        raise InvalidRequest("'input' must not be empty", param="input")
-    if len(items) > MAX_INPUTS:
-        raise InvalidRequest(f"at most {MAX_INPUTS} inputs per request", param="input")
-    if all(isinstance(i, int) for i in items) or all(isinstance(i, list) for i in items):
-        raise InvalidRequest(
-            "token-id input is not supported: this server's embedding model has its own "
-            "tokenizer; send the text itself (LangChain: OpenAIEmbeddings("
-            "check_embedding_ctx_length=False))",
-            param="input",
-        )
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise InvalidRequest(f"input[{i}] must be a string", param="input")
-        if not item.strip():
-            raise InvalidRequest(f"input[{i}] is empty", param="input")
-        if len(item) > MAX_CHARS:
-            raise InvalidRequest(f"input[{i}] is longer than {MAX_CHARS} characters", param="input")
+    """The inputs as a list. Their types, count and lengths were checked when the body was
+    decoded (EmbeddingRequest); what is left is the request's total."""
+    items = [req.input] if isinstance(req.input, str) else req.input
     if sum(map(len, items)) > MAX_TOTAL_CHARS:
         raise InvalidRequest(
             f"the inputs add up to more than {MAX_TOTAL_CHARS} characters; split the request",
@@ -51,10 +32,6 @@ class EmbeddingService:
         self.state = state
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingList:
-        if req.encoding_format not in ("float", "base64"):
-            raise InvalidRequest(
-                "encoding_format must be 'float' or 'base64'", param="encoding_format"
-            )
         texts = texts_of(req)
         embedder = self.state.embedder
         # bulk: a chat's retrieval query goes first between our batches
