@@ -16,11 +16,13 @@ port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); p
 "$bin/ragserve" serve --index "$work/index" --port "$port" --api-key fuzz-key \
   --n-ctx 512 --default-max-tokens 16 --max-queue 64 --max-body-bytes 33554432 >"$work/server.log" 2>&1 &
 server=$!
+ready() { "$py" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null; }
 for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break
+  ready "http://127.0.0.1:$port/health/ready" && break
   kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; exit 1; }
   sleep 0.5
 done
+ready "http://127.0.0.1:$port/health/ready" || { echo "server not ready after 120 s"; cat "$work/server.log"; exit 1; }
 "$bin/schemathesis" --config-file .ci/schemathesis.toml run openapi/openapi.json --url "http://127.0.0.1:$port" \
   -H "Authorization: Bearer fuzz-key" --checks all --max-examples "${EXAMPLES:-10}" \
   --seed "${SEED:-42}" --request-timeout 120 --max-response-time 60 --workers 1
