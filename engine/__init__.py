@@ -5,7 +5,8 @@ stats; shutdown; close. The modules: `types` (the contracts: Engine for the serv
 for the scheduler), `scheduler` (slots, batching, admission, any Backend), `llama_engine`
 (llama.cpp as Backend, tokens and templates), `llama` (the C binding), `chat` (templates),
 `grammar` (JSON schema -> GBNF, bounded), `stops` (stop strings), `jobs` (events from the
-engine thread to the event loop).
+engine thread to the event loop), `tools` (tool calls parsed from streamed text) and
+`tool_formats` (each model family's call syntax, ids and grammars).
 """
 
 from .chat import FALLBACK_TEMPLATE, ChatTemplate
@@ -14,6 +15,8 @@ from .jobs import Job
 from .llama_engine import LlamaBackend, LlamaEngine, default_gpu_layers
 from .scheduler import Scheduler
 from .stops import StopMatcher
+from .tool_formats import ToolFormat
+from .tools import CallArguments, CallStart, Text, ToolCallParser
 from .types import (
     Backend,
     BackendError,
@@ -26,12 +29,15 @@ from .types import (
     SamplingParams,
     TextDelta,
     TokenSampler,
+    Trigger,
 )
 
 __all__ = [
     "FALLBACK_TEMPLATE",
     "Backend",
     "BackendError",
+    "CallArguments",
+    "CallStart",
     "ChatTemplate",
     "Engine",
     "EngineStats",
@@ -45,8 +51,12 @@ __all__ = [
     "SamplingParams",
     "Scheduler",
     "StopMatcher",
+    "Text",
     "TextDelta",
     "TokenSampler",
+    "ToolCallParser",
+    "ToolFormat",
+    "Trigger",
     "default_gpu_layers",
     "schema_to_gbnf",
 ]

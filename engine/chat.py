@@ -10,9 +10,13 @@ Only `/v1/completions` takes a raw prompt with control tokens (FIM), as OpenAI's
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from ragserve.errors import EngineFailed
+
+from .tool_formats import ToolFormat, detect, fallback_messages
 
 FALLBACK_TEMPLATE = (  # ChatML, for GGUFs that carry no chat template
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -30,6 +34,7 @@ class ChatTemplate:
         self.text = template or FALLBACK_TEMPLATE
         self.bos = bos
         self._formatter = Jinja2ChatFormatter(self.text, eos, bos)
+        self.tool_format: ToolFormat = detect(self.text)
         self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
 
     def neutralize(self, text: str) -> str:
@@ -38,21 +43,71 @@ class ChatTemplate:
             return text
         return self._specials.sub(lambda m: m[0][0] + WORD_JOINER + m[0][1:], text)
 
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """The prompt for `messages` (whose content is neutralised here)."""
-        safe = [{**m, "content": self.neutralize(m["content"])} for m in messages]
-        return self._render(safe)
+    def render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        """The prompt for `messages` (OpenAI-shaped dicts: `tool_calls` with arguments as
+        objects, `tool_call_id`), offering `tools`; all client text is neutralised here."""
+        safe = [self._neutral(self._shaped(m)) for m in messages]
+        safe_tools = self._neutral(tools) if tools else None
+        if not self.tool_format.native and (safe_tools or _has_tool_turns(safe)):
+            return self._render(fallback_messages(safe, safe_tools), None)
+        return self._render(safe, safe_tools)
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def _shaped(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Call arguments as objects (what templates `tojson`), ids as the family wants."""
+        fmt = self.tool_format
+        out = dict(message)
+        if message.get("tool_calls"):
+            out["tool_calls"] = [
+                {
+                    **call,
+                    "id": fmt.history_id(call.get("id") or ""),
+                    "function": {**call["function"], "arguments": _object(call["function"])},
+                }
+                for call in message["tool_calls"]
+            ]
+        if message["role"] == "tool":
+            out["tool_call_id"] = fmt.history_id(message.get("tool_call_id") or "")
+        return out
+
+    def _neutral(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.neutralize(value)
+        if isinstance(value, dict):
+            return {k: self._neutral(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._neutral(v) for v in value]
+        return value
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
         try:
-            return self._formatter(messages=messages).prompt  # type: ignore[arg-type]
+            return self._formatter(messages=messages, tools=tools).prompt  # type: ignore[arg-type]
         except Exception as exc:
             # Templates without a system role raise: fold the system text into the first turn.
-            if messages and messages[0]["role"] == "system" and len(messages) > 1:
+            if (
+                messages
+                and messages[0]["role"] == "system"
+                and len(messages) > 1
+                and isinstance(messages[1].get("content"), str)
+            ):
                 system, first, *rest = messages
-                merged = {
-                    "role": first["role"],
-                    "content": system["content"] + "\n\n" + first["content"],
-                }
-                return self._render([merged, *rest])
+                merged = {**first, "content": system["content"] + "\n\n" + first["content"]}
+                return self._render([merged, *rest], tools)
             raise EngineFailed(f"the model's chat template failed: {exc}") from exc
+
+
+def _object(function: dict[str, Any]) -> Any:
+    """A call's arguments: the JSON object its string holds, else the string itself."""
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            return arguments
+        return parsed if isinstance(parsed, dict) else arguments
+    return arguments
+
+
+def _has_tool_turns(messages: list[dict[str, Any]]) -> bool:
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)

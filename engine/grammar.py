@@ -107,20 +107,30 @@ def check_gbnf(gbnf: str, param: str = "response_format") -> None:
     _check_repeats("".join(outside), "grammar", param)
 
 
-def schema_to_gbnf(schema: Any, param: str = "response_format") -> str:
-    """GBNF for a JSON schema, or InvalidRequest saying which bound it breaks."""
+def check_schema(schema: Any, param: str) -> None:
+    """A JSON schema within the bounds the converter and llama.cpp can take, else 400."""
     if not isinstance(schema, dict):
         raise InvalidRequest("the JSON schema must be an object", param=param)
-    text = json.dumps(schema)
-    if len(text) > MAX_SCHEMA_BYTES:
+    if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
         raise InvalidRequest(
             f"the JSON schema is larger than {MAX_SCHEMA_BYTES} bytes", param=param
         )
     _walk(schema, param)
+
+
+def tighten(gbnf: str) -> str:
+    """JSON strings without raw control characters (the converter's `char` allows them,
+    and `json.loads` rejects what it then generates)."""
+    return gbnf.replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
+
+
+def schema_to_gbnf(schema: Any, param: str = "response_format") -> str:
+    """GBNF for a JSON schema, or InvalidRequest saying which bound it breaks."""
+    check_schema(schema, param)
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        gbnf = json_schema_to_gbnf(text)
+        gbnf = tighten(json_schema_to_gbnf(json.dumps(schema)))
     except RecursionError as exc:
         raise InvalidRequest("the JSON schema is too deeply nested", param=param) from exc
     except Exception as exc:

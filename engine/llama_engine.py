@@ -7,6 +7,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -16,6 +17,7 @@ from .chat import ChatTemplate
 from .grammar import GrammarCache, check_gbnf
 from .llama import Candidates, Context, Grammar, Model, Sampler
 from .scheduler import Scheduler
+from .tool_formats import ToolFormat
 from .types import BackendError, SamplingParams
 
 log = structlog.get_logger(__name__)
@@ -34,8 +36,8 @@ class _LlamaSampler:
         self._sampler = sampler
 
     def sample(self, index: int) -> int:
-        candidates = self._backend.candidates() if self._sampler.grammar is not None else None
-        return self._sampler.sample(self._backend.ctx, index, candidates)  # type: ignore[arg-type]
+        candidates = self._backend.candidates() if self._sampler.constrained else None
+        return self._sampler.sample(self._backend.ctx, index, candidates)
 
     def close(self) -> None:
         self._sampler.close()
@@ -52,8 +54,8 @@ class LlamaBackend:
         self.grammars = GrammarCache(lambda gbnf: Grammar(model, gbnf))
         self._candidates: Candidates | None = None  # built on the first grammar request
 
-    def piece(self, token: int) -> bytes:
-        return self.model.piece(token)
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        return self.model.piece(token, special=special)
 
     def is_eog(self, token: int) -> bool:
         return self.model.is_eog(token)
@@ -197,14 +199,22 @@ class LlamaEngine(Scheduler):
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
         return self._model.tokenize(text, add_bos=add_bos)
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        return self.template.render(messages)
+    def render_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        return self.template.render(messages, tools)
 
     def neutralize(self, text: str) -> str:
         return self.template.neutralize(text)
 
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        prompt = self.render_chat(messages)
+    @property
+    def tool_format(self) -> ToolFormat:
+        return self.template.tool_format
+
+    def chat_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        prompt = self.render_chat(messages, tools)
         bos = self.template.bos
         add_bos = self._add_bos and not (bos and prompt.startswith(bos))
         return self.tokenize(prompt, add_bos=add_bos)
@@ -212,13 +222,13 @@ class LlamaEngine(Scheduler):
     def fim_tokens(self) -> tuple[int, int, int] | None:
         return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
 
-    def check_grammar(self, gbnf: str) -> None:
-        check_gbnf(gbnf)
+    def check_grammar(self, gbnf: str, param: str = "response_format") -> None:
+        check_gbnf(gbnf, param)
         try:
             self.backend.grammars.clone(gbnf).close()
         except BackendError as exc:
             raise InvalidRequest(
-                f"the grammar for response_format was rejected: {exc}", param="response_format"
+                f"the grammar for {param} was rejected: {exc}", param=param
             ) from exc
 
     def close(self) -> bool:

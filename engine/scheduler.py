@@ -37,6 +37,7 @@ from .types import (
     GenerationEvent,
     GenerationRequest,
     GrammarDeadEnd,
+    SamplingParams,
 )
 
 log = structlog.get_logger(__name__)
@@ -313,7 +314,7 @@ class Scheduler:
             self._finish(slot, "stop", flush=True)  # text held back for a stop string is kept
             return
         slot.generated += 1
-        text, stopped = slot.stops.feed(slot.decoder.decode(self._backend.piece(token)))
+        text, stopped = slot.stops.feed(slot.decoder.decode(self._piece(token, p)))
         if text:
             job.add_text(text)
         if stopped:
@@ -322,6 +323,14 @@ class Scheduler:
             self._finish(slot, "length")
         else:
             slot.next_token = token
+
+    def _piece(self, token: int, p: SamplingParams) -> bytes:
+        piece = self._backend.piece(token)
+        if not piece and p.preserved:
+            special = self._backend.piece(token, special=True)
+            if special.decode(errors="replace") in p.preserved:
+                return special
+        return piece
 
     def _finished(
         self, job: Job, reason: str, generated: int, reused: int, first_at: float | None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
+
+from .tool_formats import ToolFormat, Trigger
 
 
 class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -20,6 +22,12 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF, checked by `Engine.check_grammar` before submission
+    # A lazy grammar: free text until a trigger is generated; from the trigger on (the
+    # grammar's text begins with it) every token must follow the grammar.
+    grammar_triggers: tuple[Trigger, ...] = ()
+    # Control tokens whose text stays in the output (a family's tool-call markers such as
+    # Mistral's [TOOL_CALLS]); other control tokens are never shown.
+    preserved: tuple[str, ...] = ()
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias); -100 bans, 100 forces
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
 
@@ -71,13 +79,23 @@ class Engine(Protocol):
 
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]: ...
 
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]: ...
+    def chat_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        """The prompt for a conversation (OpenAI-shaped message dicts, tool calls included)
+        rendered by the model's template, with `tools` offered to the model."""
+        ...
 
     def neutralize(self, text: str) -> str: ...
 
+    @property
+    def tool_format(self) -> ToolFormat:
+        """How this model's template offers tools and how the model writes calls."""
+        ...
+
     def fim_tokens(self) -> tuple[int, int, int] | None: ...
 
-    def check_grammar(self, gbnf: str) -> None:
+    def check_grammar(self, gbnf: str, param: str = "response_format") -> None:
         """Compile (and cache) a grammar; raises InvalidRequest if llama.cpp rejects it."""
         ...
 
@@ -121,7 +139,9 @@ class Backend(Protocol):
     n_ctx: int  # cells per sequence
     n_batch: int  # tokens per decode
 
-    def piece(self, token: int) -> bytes: ...
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """A token's bytes (`special`: control tokens as their text, else empty)."""
+        ...
 
     def is_eog(self, token: int) -> bool: ...
 

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from litestar import Request
@@ -48,23 +48,22 @@ async def collect(events: AsyncIterator[TextDelta | Finished]) -> tuple[str, Fin
 
 
 async def stream_frames(
-    events: AsyncIterator[TextDelta | Finished],
-    text: Callable[[str], bytes],
+    events: AsyncIterator[Any],
+    delta: Callable[[Any], bytes],
     finish: Callable[[Finished], Iterable[bytes]],
     name: str,
 ) -> AsyncIterator[bytes]:
     """SSE frames for an event stream: keepalive comments while waiting, then `[DONE]`, or
-    an error frame if it fails after the response has begun."""
+    an error frame if it fails after the response has begun. Empty text sends nothing."""
     try:
         async for event in with_keepalive(events, KEEPALIVE_S):
             if event is None:
                 yield KEEPALIVE
-            elif isinstance(event, TextDelta):
-                if event.text:
-                    yield text(event.text)
-            else:
+            elif isinstance(event, Finished):
                 for frame in finish(event):
                     yield frame
+            elif not (isinstance(event, TextDelta) and not event.text):
+                yield delta(event)
         yield DONE
     except Exception as exc:
         log.warning(f"{name}.stream_failed", error=str(exc))

@@ -130,6 +130,9 @@ class RagOptions(Request):
     mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     append_sources: bool | None = None  # default: the server's setting
     rerank: bool | None = None  # default: when the server has a reranker
+    # search again on a turn whose last message is a tool result (default: reuse the
+    # question's sources, so an agent loop keeps its cached prompt prefix)
+    on_tool_results: bool = False
 
 
 class Source(Response):

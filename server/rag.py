@@ -12,6 +12,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -37,41 +38,52 @@ _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
 class TurnMemory:
-    """The augmented text of earlier user turns, keyed by the conversation up to them.
+    """The augmented text (and sources) of earlier user turns, keyed by the conversation
+    up to them.
 
     Clients send history back without the sources that were injected. Putting those
     earlier augmented turns back makes the prompt's prefix identical to what is already
     in the KV cache (only the new turn is processed), and the model still sees the
-    passages a follow-up question refers to. The key is a hash of the whole plain
-    conversation prefix, so only an identical conversation finds an entry.
+    passages a follow-up question or a tool loop's final answer refers to. The key is a
+    hash of the whole conversation prefix, so only an identical conversation finds an entry.
     """
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._items: OrderedDict[str, str] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, list[Source]]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(messages: Sequence[dict[str, str]]) -> str:
+    def key(messages: Sequence[dict[str, Any]]) -> str:
         return hashlib.sha256(msgspec.json.encode(list(messages))).hexdigest()
 
-    def remember(self, messages: Sequence[dict[str, str]], augmented: str) -> None:
+    def remember(
+        self, messages: Sequence[dict[str, Any]], augmented: str, sources: list[Source]
+    ) -> None:
+        key = self.key(messages)
         with self._lock:
-            self._items[self.key(messages)] = augmented
-            self._items.move_to_end(self.key(messages))
+            self._items[key] = (augmented, sources)
+            self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def restore(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        """The history with earlier user turns replaced by their augmented form."""
-        out = []
+    def restore(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Source]]:
+        """The history with earlier user turns replaced by their augmented form, and the
+        sources of the last user turn restored (what an answer after tool calls cites)."""
+        out, sources = [], []
         for i, m in enumerate(messages):
-            text = None
+            item = None
             if m["role"] == "user" and i < len(messages) - 1:
                 with self._lock:
-                    text = self._items.get(self.key(messages[: i + 1]))
-            out.append({"role": m["role"], "content": text} if text else m)
-        return out
+                    item = self._items.get(self.key(messages[: i + 1]))
+            if item is not None:
+                out.append({**m, "content": item[0]})
+                sources = item[1]
+            else:
+                out.append(m)
+                if m["role"] == "user":
+                    sources = []
+        return out, sources
 
 
 class Packed(msgspec.Struct):
@@ -81,7 +93,7 @@ class Packed(msgspec.Struct):
     retrieved: int  # hits before the budget dropped some
 
 
-def is_background_call(messages: list[dict[str, str]]) -> bool:
+def is_background_call(messages: list[dict[str, Any]]) -> bool:
     """Client housekeeping (chat titles, tags) that must not be augmented."""
     users = [m for m in messages if m["role"] == "user"]
     if len(users) != 1:
@@ -89,7 +101,7 @@ def is_background_call(messages: list[dict[str, str]]) -> bool:
     return any(p.search(users[0]["content"][:2000]) for p in _BACKGROUND)
 
 
-def search_query(messages: list[dict[str, str]]) -> str:
+def search_query(messages: list[dict[str, Any]]) -> str:
     """The last user turn, with the previous one when the last reads like a follow-up."""
     users = [m["content"] for m in messages if m["role"] == "user" and m["content"].strip()]
     if not users:
@@ -131,34 +143,44 @@ def plan_max_tokens(engine: Engine, prompt_len: int, requested: int | None, defa
     return min(default, room)
 
 
+def last_user(messages: list[dict[str, Any]]) -> int:
+    return max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+
+
 def pack(
     engine: Engine,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     hits: Sequence[Hit],
     requested_max_tokens: int | None,
     default_max_tokens: int,
     memory: TurnMemory | None = None,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Packed:
-    """Fit as many hits as the context allows into the last user turn, best first."""
+    """Fit as many hits as the context allows into the last user turn, best first.
+
+    Without hits (a turn that carries tool results), earlier augmented turns come back
+    from `memory`, and so do the sources the answer is built on."""
     plain = messages
     base: list[int] | None = None
+    remembered: list[Source] = []
     if memory is not None:
-        restored = memory.restore(messages)
+        restored, sources = memory.restore(messages)
         if restored != messages:
-            tokens = engine.chat_tokens(restored)
+            tokens = engine.chat_tokens(restored, tools)
             if len(tokens) + (requested_max_tokens or 1) <= engine.n_ctx:
-                messages, base = restored, tokens  # earlier sources fit: keep the cached prefix
+                messages, base, remembered = restored, tokens, sources  # keep the cached prefix
     if base is None:
-        base = engine.chat_tokens(messages)
+        base = engine.chat_tokens(messages, tools)
     max_tokens = plan_max_tokens(engine, len(base), requested_max_tokens, default_max_tokens)
-    if not hits or messages[-1]["role"] != "user":
-        return Packed(base, max_tokens, [], len(hits))
-    question = messages[-1]["content"]
+    at = last_user(messages)
+    if not hits or at < 0:
+        return Packed(base, max_tokens, remembered, len(hits))
+    question = plain[at]["content"]
 
-    def with_sources(blocks: list[str]) -> tuple[list[dict[str, str]], list[int]]:
-        turn = {"role": "user", "content": augmented_turn(question, blocks)}
-        augmented = [*messages[:-1], turn]
-        return augmented, engine.chat_tokens(augmented)
+    def with_sources(blocks: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
+        turn = {**messages[at], "content": augmented_turn(question, blocks)}
+        augmented = [*messages[:at], turn, *messages[at + 1 :]]
+        return augmented, engine.chat_tokens(augmented, tools)
 
     # The usual case: every hit fits, and the prompt is tokenized once.
     # passages are third-party text: no chat markup from them
@@ -185,8 +207,6 @@ def pack(
                 break
             blocks.pop()
             used.pop()
-    if memory is not None and blocks:
-        memory.remember(plain, augmented[-1]["content"])
     sources = [
         Source(
             index=i,
@@ -199,6 +219,8 @@ def pack(
         )
         for i, h in enumerate(used, 1)
     ]
+    if memory is not None and blocks:
+        memory.remember(plain[: at + 1], augmented[at]["content"], sources)
     return Packed(tokens, max_tokens, sources, len(hits))
 
 

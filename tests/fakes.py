@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from ragserve.engine import EngineStats, Finished, GenerationRequest, TextDelta
+from ragserve.engine import EngineStats, Finished, GenerationRequest, TextDelta, ToolFormat
 
 
 class FakeHandle:
@@ -34,7 +34,7 @@ class SubmitByGenerate:
     def submit(self, request: GenerationRequest) -> FakeHandle:
         return FakeHandle(self.generate(request))  # type: ignore[attr-defined]
 
-    def check_grammar(self, gbnf: str) -> None:
+    def check_grammar(self, gbnf: str, param: str = "response_format") -> None:
         pass
 
     def stats(self) -> EngineStats:
@@ -58,11 +58,13 @@ class FakeEngine(SubmitByGenerate):
     def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
         return [hash(w) % 1000 for w in text.split()]
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
+    tool_format = ToolFormat("hermes", native=False)
+
+    def render_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
         return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
 
-    def chat_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.tokenize(self.render_chat(messages))
+    def chat_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        return self.tokenize(self.render_chat(messages, tools))
 
     def fim_tokens(self):
         return None

@@ -7,15 +7,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import structlog
 
-from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta
+from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta, ToolFormat
 from ragserve.retrieval.search import Filters, Mode
 
 from .. import rag
-from ..generation import Admitted, collect, stream_frames
+from ..generation import Admitted, stream_frames
 from ..protocol import Source, logit_bias_of, usage_of
 from ..sse import frame
 from ..state import AppState
@@ -27,7 +28,9 @@ from .protocol import (
     Choice,
     ChunkChoice,
     Delta,
+    ToolPlan,
 )
+from .tool_calls import Assembled, CallDelta, ChatEvent, with_tool_calls
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +41,8 @@ Search = tuple[str, int, Filters | None, Mode, bool | None]
 class Prepared(Admitted):
     sources: list[Source] = field(default_factory=list)
     append_sources: bool = False
+    tools: ToolFormat | None = None  # the family whose calls are parsed out of the text
+    parallel: bool = True
 
 
 class ChatService:
@@ -54,7 +59,8 @@ class ChatService:
         rag_on = state.resolve_chat_model(req.model)
         engine = state.engine  # 503 before any work while the model is still loading
         logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
-        messages = req.plain_messages()
+        messages = req.template_messages()
+        plan = req.tool_plan()
         options = req.rag
         if options is not None and not options.enabled:
             rag_on = False
@@ -62,7 +68,8 @@ class ChatService:
             rag_on = False
             log.info("rag.skipped", reason="background call")
         search: Search | None = None
-        if rag_on:
+        tool_turn = messages[-1]["role"] == "tool"
+        if rag_on and (not tool_turn or (options is not None and options.on_tool_results)):
             top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
             filters = (
                 Filters(documents=options.documents) if options and options.documents else None
@@ -71,7 +78,7 @@ class ChatService:
             rerank = options.rerank if options else None
             search = (rag.search_query(messages), top_k, filters, mode, rerank)
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
-        sampling, packed = await asyncio.to_thread(self._build, req, messages, search)
+        sampling, packed = await asyncio.to_thread(self._build, req, messages, search, rag_on, plan)
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
             log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
@@ -94,16 +101,27 @@ class ChatService:
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             started=started,
             sources=packed.sources,
-            append_sources=append and bool(packed.sources) and sampling.grammar is None,
+            append_sources=append
+            and bool(packed.sources)
+            and (sampling.grammar is None or bool(sampling.grammar_triggers)),
+            tools=engine.tool_format if plan is not None else None,
+            parallel=plan.parallel if plan is not None else True,
         )
 
     def _build(
-        self, req: ChatCompletionRequest, messages: list[dict[str, str]], search: Search | None
+        self,
+        req: ChatCompletionRequest,
+        messages: list[dict[str, Any]],
+        search: Search | None,
+        rag_on: bool,
+        plan: ToolPlan | None,
     ) -> tuple[SamplingParams, rag.Packed]:
         state, s = self.state, self.state.settings
-        sampling = req.sampling_params(1)  # the grammar: bounded, then compiled and cached
+        engine = state.engine
+        # the grammar: bounded, then compiled and cached (400 before any work)
+        sampling = req.sampling_params(1, engine.tool_format if plan is not None else None)
         if sampling.grammar:
-            state.engine.check_grammar(sampling.grammar)
+            engine.check_grammar(sampling.grammar, "tools" if plan else "response_format")
         hits = []
         if search is not None:
             t0 = time.perf_counter()
@@ -118,26 +136,33 @@ class ChatService:
                 documents=sorted({h.document for h in hits}),
             )
         packed = rag.pack(
-            state.engine,
+            engine,
             messages,
             hits,
             req.requested_max_tokens(),
             s.default_max_tokens,
-            self.memory if search is not None else None,
+            self.memory if rag_on else None,
+            plan.tools if plan is not None else None,
         )
         return sampling, packed
 
-    async def _events(self, p: Prepared) -> AsyncIterator[TextDelta | Finished]:
-        """The engine's events, with the sources footer as a last text delta."""
+    async def _events(self, p: Prepared) -> AsyncIterator[ChatEvent]:
+        """The engine's events, tool calls parsed out, and the sources footer as a last
+        text delta (not after calls: that turn is not the answer yet)."""
+        events: AsyncIterator[ChatEvent] = p.handle  # type: ignore[assignment]
+        if p.tools is not None:
+            events = with_tool_calls(p.handle, p.tools, p.parallel)  # type: ignore[arg-type]
         answer: list[str] = []
-        async for event in p.handle:
+        called = False
+        async for event in events:
             if isinstance(event, TextDelta):
                 answer.append(event.text)
-                yield event
-                continue
-            if p.append_sources and event.finish_reason != "cancelled":
-                yield TextDelta(rag.sources_footer("".join(answer), p.sources))
-            self._log_done(p, event)
+            elif isinstance(event, CallDelta):
+                called = True
+            else:
+                if p.append_sources and not called and event.finish_reason != "cancelled":
+                    yield TextDelta(rag.sources_footer("".join(answer), p.sources))
+                self._log_done(p, event)
             yield event
 
     def _log_done(self, p: Prepared, done: Finished) -> None:
@@ -155,7 +180,14 @@ class ChatService:
         )
 
     async def complete(self, p: Prepared) -> ChatCompletion:
-        text, done = await collect(self._events(p))
+        answer = Assembled()
+        done: Finished | None = None
+        async for event in self._events(p):
+            if isinstance(event, Finished):
+                done = event
+            else:
+                answer.add(event)
+        assert done is not None
         return ChatCompletion(
             id=p.id,
             created=p.created,
@@ -163,7 +195,9 @@ class ChatService:
             choices=[
                 Choice(
                     index=0,
-                    message=AssistantMessage(content=text),
+                    message=AssistantMessage(
+                        content=answer.content(), tool_calls=answer.tool_calls()
+                    ),
                     finish_reason=done.finish_reason,
                 )
             ],
@@ -183,6 +217,11 @@ class ChatService:
                 )
             )
 
+        def delta(event: TextDelta | CallDelta) -> bytes:
+            if isinstance(event, CallDelta):
+                return chunk(Delta(tool_calls=event.calls))
+            return chunk(Delta(content=event.text))
+
         def finish(done: Finished) -> list[bytes]:
             frames = [chunk(Delta(), done.finish_reason)]
             if p.include_usage:
@@ -200,7 +239,5 @@ class ChatService:
             return frames
 
         yield chunk(Delta(role="assistant", content=""), sources=p.sources)
-        async for data in stream_frames(
-            self._events(p), lambda text: chunk(Delta(content=text)), finish, "chat"
-        ):
+        async for data in stream_frames(self._events(p), delta, finish, "chat"):
             yield data

@@ -119,7 +119,7 @@ class CompletionService:
             yield frame(self._chunk(p, p.echo))
         async for data in stream_frames(
             p.handle,  # type: ignore[arg-type]
-            lambda text: frame(self._chunk(p, text)),
+            lambda event: frame(self._chunk(p, event.text)),
             finish,
             "completions",
         ):

@@ -47,7 +47,7 @@ class FakeBackend:
         self.gate = threading.Event()  # clear: decode waits, so tests can look mid-flight
         self.gate.set()
 
-    def piece(self, token: int) -> bytes:
+    def piece(self, token: int, *, special: bool = False) -> bytes:
         return f"<{token}>".encode()
 
     def is_eog(self, token: int) -> bool:

@@ -297,7 +297,7 @@ def test_error_after_stream_started_is_an_error_frame(index_dir, retriever):
         def tokenize(self, text, *, add_bos=False):
             return text.split()
 
-        def chat_tokens(self, messages):
+        def chat_tokens(self, messages, tools=None):
             return " ".join(m["content"] for m in messages).split()
 
         def fim_tokens(self):

@@ -38,7 +38,7 @@ def test_request_accepts_client_variants_and_ignores_unknown_fields():
         }
     )
     req.validate()
-    assert req.plain_messages() == [
+    assert req.template_messages() == [
         {"role": "system", "content": "sys"},
         {"role": "user", "content": "a\n\nb"},
     ]
