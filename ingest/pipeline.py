@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import time
@@ -16,7 +15,7 @@ import structlog
 
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.index import IndexWriter, ingest_lock
-from ragserve.retrieval.store import Chunk, Document, DocumentRow, indexed_text
+from ragserve.retrieval.store import Chunk, Document, DocumentRow, indexed_text, sha256_file
 
 from .chunk import chunk_document
 from .extract import ExtractResult
@@ -126,14 +125,6 @@ def discover(
             for name in sorted(filenames):
                 consider(Path(dirpath) / name, explicit=False)
     return root, sorted(found.values(), key=lambda c: c.rel), problems
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Batch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from .embedder import Embedder
 from .fusion import IDENTIFIER_DOCS, fuse, identifiers
 from .index import IndexVersion, current_version
 from .rerank import Reranker
+from .store import DocumentRow
 
 log = structlog.get_logger(__name__)
 
@@ -47,10 +49,75 @@ class Hit(msgspec.Struct, frozen=True):
         return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+FILE_ID_PREFIX = "file-"
+FILE_ID_HEX = 32
+
+
+def file_id(sha256: str) -> str:
+    """A document's id in the Files API: named by its content, so it never points at
+    other bytes, and the same across index versions."""
+    return FILE_ID_PREFIX + sha256[:FILE_ID_HEX]
+
+
 def page_label(start: int, end: int, *, short: bool = True) -> str:
     """`p. 3` / `pp. 3-4` (short) or `page 3` / `pages 3-4`."""
     one, many = ("p.", "pp.") if short else ("page", "pages")
     return f"{one} {start}" if start == end else f"{many} {start}-{end}"
+
+
+ADJACENT_CHARS = 2  # chunks this close (a line break between them) are one place
+
+
+def merge_places(hits: list[Hit]) -> list[Hit]:
+    """Overlapping or adjacent chunks of one document as one passage spanning their pages,
+    so a list of sources names distinct places and no text is given twice. Places keep
+    the rank of their best chunk (and its id and score)."""
+    rank = {h.chunk_id: i for i, h in enumerate(hits)}
+    places: list[tuple[int, Hit]] = []
+    by_document: dict[str, list[Hit]] = {}
+    for h in hits:
+        by_document.setdefault(h.document, []).append(h)
+    for group in by_document.values():
+        group.sort(key=lambda h: (h.char_start, h.char_end))
+        run = [group[0]]
+        for h in group[1:]:
+            if h.char_start <= max(x.char_end for x in run) + ADJACENT_CHARS:
+                run.append(h)
+            else:
+                places.append(_merged(run, rank))
+                run = [h]
+        places.append(_merged(run, rank))
+    return [h for _, h in sorted(places, key=lambda p: p[0])]
+
+
+def _merged(run: list[Hit], rank: dict[int, int]) -> tuple[int, Hit]:
+    best = min(run, key=lambda h: rank[h.chunk_id])
+    if len(run) == 1:
+        return rank[best.chunk_id], best
+    text, end = run[0].text, run[0].char_end
+    for h in run[1:]:
+        if h.char_end <= end:
+            continue  # inside what the run already holds
+        text = _join(text, h.text, end - h.char_start)
+        end = h.char_end
+    return rank[best.chunk_id], msgspec.structs.replace(
+        best,
+        page=min(h.page for h in run),
+        page_end=max(h.page_end for h in run),
+        text=text,
+        char_start=run[0].char_start,
+        char_end=end,
+    )
+
+
+def _join(first: str, second: str, overlap: int) -> str:
+    """`first` then `second` without the characters they share (chunk texts are stripped
+    slices of one text, so the shared part is found, not computed)."""
+    if overlap > 0:
+        for at in range(max(0, len(first) - overlap - 8), len(first)):
+            if second.startswith(first[at:]):
+                return first[:at] + second
+    return first + " " + second
 
 
 class Retriever:
@@ -127,6 +194,36 @@ class Retriever:
             version = self._current().acquire()
         try:
             return self._search(version, query, top_k, filters, mode, started, rerank)
+        finally:
+            version.release()
+
+    def documents(self, paths: Iterable[str]) -> dict[str, DocumentRow]:
+        """The current version's rows for these document paths (those it holds)."""
+        with self._lock:
+            version = self._current().acquire()
+        try:
+            return {p: row for p in set(paths) if (row := version.store.document(p)) is not None}
+        finally:
+            version.release()
+
+    def documents_all(self) -> list[DocumentRow]:
+        with self._lock:
+            version = self._current().acquire()
+        try:
+            return version.store.documents()
+        finally:
+            version.release()
+
+    def document_by_file_id(self, file_id: str) -> DocumentRow | None:
+        """The document whose content `file_id` names (see `file_id`), if indexed."""
+        digest = file_id.removeprefix(FILE_ID_PREFIX)
+        if len(digest) != FILE_ID_HEX or not all(c in "0123456789abcdef" for c in digest):
+            return None
+        self.refresh()
+        with self._lock:
+            version = self._current().acquire()
+        try:
+            return version.store.document_by_hash(digest)
         finally:
             version.release()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -41,6 +42,15 @@ CREATE TABLE IF NOT EXISTS skipped (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='unicode61');
 """
+
+
+def sha256_file(path: Path) -> str:
+    """A file's content hash: what identifies a document across index versions."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Document(msgspec.Struct, frozen=True):
@@ -115,6 +125,15 @@ class ChunkStore:
             "SELECT path, source, sha256, size, mtime_ns, pages, id, chunks FROM documents "
             "WHERE path = ?",
             (path,),
+        ).fetchone()
+        return DocumentRow(*row) if row else None
+
+    def document_by_hash(self, prefix: str) -> DocumentRow | None:
+        """A document whose sha256 starts with `prefix` (hex)."""
+        row = self._db.execute(
+            "SELECT path, source, sha256, size, mtime_ns, pages, id, chunks FROM documents "
+            "WHERE substr(sha256, 1, ?) = ? LIMIT 1",
+            (len(prefix), prefix),
         ).fetchone()
         return DocumentRow(*row) if row else None
 

@@ -20,6 +20,8 @@ from .completions.service import CompletionService
 from .embeddings.routes import create_embeddings
 from .embeddings.service import EmbeddingService
 from .errors import handle_exception
+from .files.routes import file_content, list_files, retrieve_file
+from .files.service import FileService
 from .middleware import AuthMiddleware, CORSMiddleware, LocalGuardMiddleware, RequestMiddleware
 from .models.routes import get_model, get_models
 from .protocol import Response as WireResponse
@@ -106,7 +108,7 @@ class RagserveApp:
         self.litestar = litestar
         self.state = state
         s = state.settings
-        inner: Any = AuthMiddleware(litestar, s.api_keys)
+        inner: Any = AuthMiddleware(litestar, s.api_keys, state.signer)
         if not s.api_keys:
             inner = LocalGuardMiddleware(inner, s.host, s.allowed_hosts)
         self._asgi = CORSMiddleware(RequestMiddleware(inner, state.metrics), s.cors_origins)
@@ -125,10 +127,11 @@ def create_app(
     """Build the app. Tests pass their own engine and retriever; otherwise they load in the
     background after start-up, so /health answers at once and /health/ready says when."""
     state = AppState(settings, engine=engine, retriever=retriever, embedder=embedder)
-    chat, completions, embeddings = (
+    chat, completions, embeddings, files = (
         ChatService(state),
         CompletionService(state),
         EmbeddingService(state),
+        FileService(state),
     )
 
     def on_shutdown() -> None:
@@ -141,6 +144,9 @@ def create_app(
             create_embeddings,
             get_models,
             get_model,
+            list_files,
+            retrieve_file,
+            file_content,
             health,
             ready,
             metrics,
@@ -150,6 +156,7 @@ def create_app(
             "chat": Provide(lambda: chat, sync_to_thread=False),
             "completions": Provide(lambda: completions, sync_to_thread=False),
             "embeddings": Provide(lambda: embeddings, sync_to_thread=False),
+            "files": Provide(lambda: files, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
         on_startup=[state.start_loading],

@@ -14,12 +14,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
 import structlog
 
 from ragserve.errors import InvalidApiKey, InvalidRequest
 
+from .citations import UrlSigner
 from .errors import error_body
 from .metrics import Metrics
 
@@ -28,6 +30,7 @@ log = structlog.get_logger(__name__)
 Scope = dict[str, Any]
 ASGIApp = Any  # any ASGI callable (Litestar's own signature is stricter)
 PUBLIC_PATHS = ("/health", "/health/ready", "/metrics")
+_CONTENT = re.compile(r"/v1/files/([A-Za-z0-9_-]{1,64})/content")
 _ROUTES = (
     "/v1/chat/completions",
     "/v1/completions",
@@ -243,9 +246,32 @@ class RequestMiddleware:
 class AuthMiddleware:
     """Optional API keys: `Authorization: Bearer KEY` (or `x-api-key` / `api-key`)."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[str, ...], signer: UrlSigner | None) -> None:
         self.app = app
         self.keys = [k.encode() for k in keys]
+        self.signer = signer
+
+    def _signed(self, scope: Scope) -> InvalidApiKey | bool:
+        """A citation link's own token: True if it opens this file, an error if it is
+        expired or altered, False if the request carries none."""
+        found = _CONTENT.fullmatch(scope["path"])
+        if found is None or self.signer is None or scope["method"] not in ("GET", "HEAD"):
+            return False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        tokens = query.get("token")
+        if not tokens:
+            return False
+        verdict = self.signer.verify(found[1], tokens[0])
+        if verdict == "ok":
+            return True
+        if verdict == "expired":
+            return InvalidApiKey(
+                "This link has expired; ask the question again for a fresh one.",
+                code="link_expired",
+            )
+        return InvalidApiKey(
+            "This link's signature is not valid for this file.", code="invalid_signature"
+        )
 
     def _valid(self, scope: Scope) -> bool:
         auth = _header(scope, b"authorization") or ""
@@ -267,6 +293,12 @@ class AuthMiddleware:
             or self._valid(scope)
         ):
             return await self.app(scope, receive, send)
+        signed = self._signed(scope)
+        if signed is True:
+            return await self.app(scope, receive, send)
+        if isinstance(signed, InvalidApiKey):
+            await _send_json(send, 403, msgspec.json.encode(error_body(signed)))
+            return None
         err = InvalidApiKey(
             "Incorrect API key provided. Pass a key configured on the server "
             "as 'Authorization: Bearer <key>'."

@@ -41,6 +41,28 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
         **_ALWAYS,
     },
     ("get", "/health/ready"): {503: _ALWAYS[503]},
+    ("get", "/v1/files"): {401: _POST[401], 421: _POST[421], **_ALWAYS},
+    ("get", "/v1/files/{file_id}"): {
+        401: _POST[401],
+        404: "no such file in the library",
+        421: _POST[421],
+        **_ALWAYS,
+    },
+    ("get", "/v1/files/{file_id}/content"): {
+        401: "no API key and no signed token (when keys are configured)",
+        403: "the signed token expired, was altered, or is for another file",
+        404: "no such file, or it changed since it was indexed",
+        421: _POST[421],
+        **_ALWAYS,
+    },
+}
+TOKEN_PARAMETER = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "description": "a citation link's signature (`expiry.hmac`): opens this file without an "
+    "API key until it expires",
+    "schema": {"type": "string"},
 }
 BODIES = {
     "/v1/chat/completions": "ChatCompletionRequest",
@@ -60,6 +82,7 @@ def _document_errors_and_streams(spec: dict) -> None:
     from .completions.protocol import Completion, CompletionRequest
     from .embeddings.protocol import EmbeddingList, EmbeddingRequest
     from .errors import ErrorResponse
+    from .files.protocol import FileList, FileObject
     from .models.protocol import ModelList
 
     # msgspec's own schemas of the wire types replace Litestar's, which drop constraints
@@ -75,6 +98,8 @@ def _document_errors_and_streams(spec: dict) -> None:
             EmbeddingRequest,
             EmbeddingList,
             ModelList,
+            FileList,
+            FileObject,
             Health,
             Readiness,
             ErrorResponse,
@@ -91,6 +116,8 @@ def _document_errors_and_streams(spec: dict) -> None:
     }
     for (method, path), statuses in ERRORS.items():
         responses = spec["paths"][path][method]["responses"]
+        if 400 not in statuses:
+            responses.pop("400", None)  # Litestar's path-parameter check: never fails here
         for status, description in statuses.items():
             response: dict = {
                 "description": description,
@@ -99,6 +126,14 @@ def _document_errors_and_streams(spec: dict) -> None:
             if status in (429, 503):
                 response["headers"] = retry
             responses[str(status)] = response
+    content = spec["paths"]["/v1/files/{file_id}/content"]["get"]
+    content["parameters"] = [*content.get("parameters", []), TOKEN_PARAMETER]
+    ok = content["responses"]["200"]
+    ok["content"]["application/pdf"]["schema"] = {
+        "type": "string",
+        "contentMediaType": "application/pdf",
+    }
+    ok["headers"]["last-modified"]["schema"] = {"type": "string"}  # an HTTP-date, not ISO
     for path, kind in BODIES.items():  # decoded by the handlers themselves (strictly)
         spec["paths"][path]["post"]["requestBody"] = {
             "required": True,

@@ -9,6 +9,7 @@ from msgspec import Meta
 
 from ragserve.engine import Finished, SamplingParams
 from ragserve.errors import InvalidRequest
+from ragserve.retrieval.search import page_label
 
 # Bounds on what one request may ask for, enforced when the body is decoded (and so
 # documented in the OpenAPI spec): every list, string and number a client controls.
@@ -145,6 +146,26 @@ class Source(Response):
     score: float
     snippet: str
     chunk_id: int
+    file_id: str | None = None  # the PDF in the Files API
+    url: str | None = None  # opens the PDF at `page` (signed when API keys are on)
+
+    @property
+    def title(self) -> str:
+        return f"{self.document}, {page_label(self.page, self.page_end)}"
+
+
+class UrlCitation(Response):
+    url: str
+    title: str
+    start_index: int  # where the answer cites it, in characters of `content`
+    end_index: int
+
+
+class Annotation(Response):
+    """OpenAI's citation of a URL; Open WebUI shows each as a source chip with a link."""
+
+    url_citation: UrlCitation
+    type: Literal["url_citation"] = "url_citation"
 
 
 def text_of(content: Any) -> str:

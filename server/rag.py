@@ -34,6 +34,8 @@ _BACKGROUND = (
     re.compile(r"\b(title|headline)\b.{0,80}\bconversation\b", re.I | re.S),  # LibreChat
     re.compile(r"\bconversation\b.{0,80}\btitle\b", re.I | re.S),
 )
+_QUESTION = re.compile(r"<user_query>|<context>")  # Open WebUI's RAG template
+_USER_QUERY = re.compile(r"<user_query>(.*?)</user_query>", re.S)
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 
 
@@ -94,11 +96,15 @@ class Packed(msgspec.Struct):
 
 
 def is_background_call(messages: list[dict[str, Any]]) -> bool:
-    """Client housekeeping (chat titles, tags) that must not be augmented."""
+    """Client housekeeping (chat titles, tags) that must not be augmented. Open WebUI's
+    own RAG prompt also begins with `### Task:`, but carries the user's question."""
     users = [m for m in messages if m["role"] == "user"]
     if len(users) != 1:
         return False
-    return any(p.search(users[0]["content"][:2000]) for p in _BACKGROUND)
+    text = users[0]["content"]
+    if _QUESTION.search(text):
+        return False
+    return any(p.search(text[:2000]) for p in _BACKGROUND)
 
 
 def search_query(messages: list[dict[str, Any]]) -> str:
@@ -107,6 +113,9 @@ def search_query(messages: list[dict[str, Any]]) -> str:
     if not users:
         return ""
     query = users[-1]
+    asked = _USER_QUERY.search(query)  # a client's own RAG template: search its question
+    if asked:
+        query = asked[1].strip()
     if len(query.split()) < FOLLOW_UP_WORDS and len(users) > 1:
         query = users[-2] + "\n" + query
     return query[-MAX_QUERY_CHARS:]

@@ -42,12 +42,21 @@ class Settings(msgspec.Struct, frozen=True):
     max_body_bytes: int = 4 * 1024 * 1024
     rag_top_k: int = 5
     append_sources: bool = True
+    public_url: str | None = None  # None: the scheme and Host the request came with
+    citation_secret: str | None = None  # None: generated once, kept beside the index
+    citation_ttl: float = 7 * 24 * 3600.0
     strict_models: bool = False
     shutdown_grace: float = 30.0
     request_timeout: float = 30.0
     max_connections: int = 1000
     log_level: str = "info"
     log_json: bool | None = None
+
+
+def public_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) > 2048:
+        raise ValueError("expected an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 SERVE_OPTIONS: tuple[Option, ...] = (
@@ -168,6 +177,29 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "add a 'Sources:' list to answers (the flag turns it off)",
         switch=True,
         const=False,
+    ),
+    Option(
+        "public_url",
+        "--public-url",
+        public_url,
+        None,
+        "base URL browsers reach the server at (citation links), e.g. https://docs.example.org",
+        default_text="the scheme and host each request came with",
+    ),
+    Option(
+        "citation_secret",
+        "--citation-secret",
+        text,
+        None,
+        "key that signs citation links when API keys are on",
+        default_text="generated once, kept in the index's parent directory",
+    ),
+    Option(
+        "citation_ttl",
+        "--citation-ttl",
+        number(60),
+        7 * 24 * 3600.0,
+        "seconds a signed citation link stays valid",
     ),
     Option(
         "strict_models",

@@ -13,6 +13,7 @@ from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
 from ragserve.retrieval.search import Retriever
 
+from .citations import UrlSigner, load_secret
 from .metrics import Metrics
 from .settings import Settings, bundled_model_path, model_id_for
 
@@ -46,6 +47,11 @@ class AppState:
         self.model_id = settings.model_alias or (
             engine.model_id if engine else model_id_for(path or bundled_model_path())
         )
+        # citation links carry a signature only when keys guard the files
+        self.signer: UrlSigner | None = None
+        if settings.api_keys:
+            secret = load_secret(settings.citation_secret, settings.retrieval.index_dir.parent)
+            self.signer = UrlSigner(secret, settings.citation_ttl)
 
     # -- loading ------------------------------------------------------------------------
     def start_loading(self) -> None:

@@ -11,6 +11,7 @@ from ragserve.engine import SamplingParams, ToolFormat, schema_to_gbnf
 from ragserve.errors import InvalidRequest
 
 from ..protocol import (
+    Annotation,
     LogitBias,
     MinP,
     Penalty,
@@ -273,6 +274,7 @@ class AssistantMessage(Response):
     content: str | None = None
     refusal: None = None
     tool_calls: list[ToolCallOut] | msgspec.UnsetType = msgspec.UNSET
+    annotations: list[Annotation] = []
 
 
 class Choice(Response):
@@ -312,6 +314,7 @@ class Delta(msgspec.Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
+    annotations: list[Annotation] | None = None
 
 
 class ChunkChoice(Response):

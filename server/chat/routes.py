@@ -21,7 +21,7 @@ from .service import ChatService
 )
 async def create_chat_completion(request: Request, chat: ChatService) -> ChatCompletion | Stream:
     data = await decode_body(request, ChatCompletionRequest)
-    prepared = await chat.prepare(data, request.state.request_id)
+    prepared = await chat.prepare(data, request.state.request_id, str(request.base_url))
     if data.stream:
         body = StreamBody(chat.stream(prepared), prepared.handle)
         return sse_response(body, request.state.request_id)

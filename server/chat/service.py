@@ -13,9 +13,10 @@ import msgspec
 import structlog
 
 from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta, ToolFormat
-from ragserve.retrieval.search import Filters, Mode
+from ragserve.retrieval.search import Filters, Mode, file_id, merge_places
 
 from .. import rag
+from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
 from ..protocol import Source, logit_bias_of, usage_of
 from ..sse import frame
@@ -50,7 +51,9 @@ class ChatService:
         self.state = state
         self.memory = rag.TurnMemory()
 
-    async def prepare(self, req: ChatCompletionRequest, request_id: str) -> Prepared:
+    async def prepare(
+        self, req: ChatCompletionRequest, request_id: str, base_url: str = "http://localhost"
+    ) -> Prepared:
         """Everything that can fail before the first byte (errors here are plain JSON),
         ending with the engine accepting the request or refusing it (429)."""
         started = time.perf_counter()
@@ -78,7 +81,9 @@ class ChatService:
             rerank = options.rerank if options else None
             search = (rag.search_query(messages), top_k, filters, mode, rerank)
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
-        sampling, packed = await asyncio.to_thread(self._build, req, messages, search, rag_on, plan)
+        sampling, packed = await asyncio.to_thread(
+            self._build, req, messages, search, rag_on, plan, s.public_url or base_url
+        )
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
             log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
@@ -115,6 +120,7 @@ class ChatService:
         search: Search | None,
         rag_on: bool,
         plan: ToolPlan | None,
+        base_url: str,
     ) -> tuple[SamplingParams, rag.Packed]:
         state, s = self.state, self.state.settings
         engine = state.engine
@@ -125,7 +131,7 @@ class ChatService:
         hits = []
         if search is not None:
             t0 = time.perf_counter()
-            hits = state.retriever.search(*search)
+            hits = merge_places(state.retriever.search(*search))
             elapsed = time.perf_counter() - t0
             state.metrics.retrieval.observe(elapsed)
             log.info(
@@ -144,7 +150,24 @@ class ChatService:
             self.memory if rag_on else None,
             plan.tools if plan is not None else None,
         )
+        if packed.sources:  # new ones, or remembered for a turn after tool calls
+            packed.sources = self._linked(packed.sources, base_url)
         return sampling, packed
+
+    def _linked(self, sources: list[Source], base_url: str) -> list[Source]:
+        """Sources with their file ids and links to the PDF at the page."""
+        rows = self.state.retriever.documents(s.document for s in sources)
+        signer = self.state.signer
+        out = []
+        for s in sources:
+            row = rows.get(s.document)
+            if row is None:
+                out.append(s)
+                continue
+            fid = file_id(row.sha256)
+            url = content_url(base_url, fid, s.page, signer)
+            out.append(msgspec.structs.replace(s, file_id=fid, url=url))
+        return out
 
     async def _events(self, p: Prepared) -> AsyncIterator[ChatEvent]:
         """The engine's events, tool calls parsed out, and the sources footer as a last
@@ -196,7 +219,11 @@ class ChatService:
                 Choice(
                     index=0,
                     message=AssistantMessage(
-                        content=answer.content(), tool_calls=answer.tool_calls()
+                        content=answer.content(),
+                        tool_calls=answer.tool_calls(),
+                        annotations=[]
+                        if answer.calls
+                        else url_citations("".join(answer.text), p.sources),
                     ),
                     finish_reason=done.finish_reason,
                 )
@@ -217,13 +244,23 @@ class ChatService:
                 )
             )
 
+        text: list[str] = []
+        called = False
+
         def delta(event: TextDelta | CallDelta) -> bytes:
+            nonlocal called
             if isinstance(event, CallDelta):
+                called = True
                 return chunk(Delta(tool_calls=event.calls))
+            text.append(event.text)
             return chunk(Delta(content=event.text))
 
         def finish(done: Finished) -> list[bytes]:
-            frames = [chunk(Delta(), done.finish_reason)]
+            frames = []
+            cited = [] if called else url_citations("".join(text), p.sources)
+            if cited:  # as soon as it is known: when the answer (and its [n]) is complete
+                frames.append(chunk(Delta(annotations=cited)))
+            frames.append(chunk(Delta(), done.finish_reason))
             if p.include_usage:
                 frames.append(
                     frame(

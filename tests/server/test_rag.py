@@ -45,6 +45,11 @@ def test_background_calls_are_recognised():
     assert rag.is_background_call([user("Write a concise title for this conversation.")])
     assert not rag.is_background_call([user("What is the title of the contract?")])
     assert not rag.is_background_call([user("### Task: a"), user("### Task: b")])
+    # Open WebUI's RAG template starts the same way, but carries the user's question
+    webui_rag = "### Task:\nRespond to the user query using the provided context.\n<context>x"
+    asked = [user(webui_rag + "</context>\n<user_query>\nWho manages Falcon?\n</user_query>")]
+    assert not rag.is_background_call(asked)
+    assert rag.search_query(asked) == "Who manages Falcon?"
 
 
 def test_sources_go_into_the_last_user_turn_numbered_best_first():

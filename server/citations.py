@@ -1,0 +1,106 @@
+"""Citations that frontends show and open: OpenAI `url_citation` annotations whose links
+serve the cited PDF at the cited page, signed when API keys are on (browsers send none).
+
+A link is `{base}/v1/files/{file_id}/content?token={expiry}.{hmac}#page={n}`; the token is
+an HMAC over the file id and its expiry, so it opens that one file until it expires and
+nothing else. The secret comes from the settings, or is generated once and kept in the
+data directory (beside the index) so links survive a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from .protocol import Annotation, Source, UrlCitation
+
+log = structlog.get_logger(__name__)
+SECRET_FILE = ".ragserve-citation-key"
+_CITATION = re.compile(r"\[(\d{1,3})\]")
+Verdict = Literal["ok", "expired", "invalid"]
+
+
+class UrlSigner:
+    def __init__(self, secret: bytes, ttl_s: float) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def _mac(self, file_id: str, expires: int) -> str:
+        message = f"{file_id}.{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def sign(self, file_id: str, now: float | None = None) -> str:
+        expires = int((now if now is not None else time.time()) + self.ttl_s)
+        return f"{expires}.{self._mac(file_id, expires)}"
+
+    def verify(self, file_id: str, token: str, now: float | None = None) -> Verdict:
+        expires_text, _, mac = token.partition(".")
+        if not expires_text.isdigit() or len(expires_text) > 12:
+            return "invalid"
+        expires = int(expires_text)
+        if not hmac.compare_digest(mac.encode(), self._mac(file_id, expires).encode()):
+            return "invalid"
+        return "ok" if (now if now is not None else time.time()) < expires else "expired"
+
+
+def load_secret(configured: str | None, data_dir: Path) -> bytes:
+    """The configured secret, else the one kept in `data_dir` (created on first use), else
+    (a read-only data directory) one for this process only."""
+    if configured:
+        return configured.encode()
+    path = data_dir / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    secret = secrets.token_bytes(32)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret.hex())
+    except FileExistsError:
+        return bytes.fromhex(path.read_text().strip())  # another process was first
+    except OSError as exc:
+        log.warning("citations.secret_not_saved", path=str(path), error=exc.strerror)
+    return secret
+
+
+def content_url(base_url: str, file_id: str, page: int, signer: UrlSigner | None) -> str:
+    url = f"{base_url.rstrip('/')}/v1/files/{file_id}/content"
+    if signer is not None:
+        url += f"?token={signer.sign(file_id)}"
+    return f"{url}#page={page}"
+
+
+def url_citations(answer: str, sources: list[Source]) -> list[Annotation]:
+    """One `url_citation` per source the answer cites, at its first `[n]`; when it cites
+    none, every source, spanning the whole answer."""
+    linked = {s.index: s for s in sources if s.url}
+    if not linked:
+        return []
+    first: dict[int, tuple[int, int]] = {}
+    for m in _CITATION.finditer(answer):
+        n = int(m[1])
+        if n in linked and n not in first:
+            first[n] = m.span()
+    spans = first or {n: (0, len(answer)) for n in linked}
+    return [
+        Annotation(
+            url_citation=UrlCitation(
+                url=linked[n].url or "",
+                title=linked[n].title,
+                start_index=start,
+                end_index=end,
+            )
+        )
+        for n, (start, end) in sorted(spans.items(), key=lambda item: item[1])
+    ]
