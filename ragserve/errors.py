@@ -37,6 +37,12 @@ class NotFound(RagserveError):
     code = "not_found"
 
 
+class Conflict(RagserveError):
+    """The request is valid but the resource's state does not allow it."""
+
+    code = "conflict"
+
+
 class ModelNotFound(NotFound):
     code = "model_not_found"
     param = "model"

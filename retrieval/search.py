@@ -197,6 +197,13 @@ class Retriever:
         finally:
             version.release()
 
+    def close(self) -> None:
+        """Let go of the current version (closed when its last search ends)."""
+        with self._lock:
+            version, self._version = self._version, None
+        if version is not None:
+            version.retire()
+
     def documents(self, paths: Iterable[str]) -> dict[str, DocumentRow]:
         """The current version's rows for these document paths (those it holds)."""
         with self._lock:

@@ -20,13 +20,20 @@ from .completions.service import CompletionService
 from .embeddings.routes import create_embeddings
 from .embeddings.service import EmbeddingService
 from .errors import handle_exception
-from .files.routes import file_content, list_files, retrieve_file
-from .files.service import FileService
-from .middleware import AuthMiddleware, CORSMiddleware, LocalGuardMiddleware, RequestMiddleware
+from .files.routes import delete_file, file_content, list_files, retrieve_file, upload_route
+from .library import Library
+from .middleware import (
+    AllowMiddleware,
+    AuthMiddleware,
+    CORSMiddleware,
+    LocalGuardMiddleware,
+    RequestMiddleware,
+)
 from .models.routes import get_model, get_models
 from .protocol import Response as WireResponse
 from .settings import Settings
 from .state import AppState
+from .vector_stores.routes import ROUTES as STORE_ROUTES
 
 VERSION = "0.1.0"
 DESCRIPTION = """An OpenAI-compatible chat server that answers from a private PDF library.
@@ -108,7 +115,8 @@ class RagserveApp:
         self.litestar = litestar
         self.state = state
         s = state.settings
-        inner: Any = AuthMiddleware(litestar, s.api_keys, state.signer)
+        routes = [(r.path, r.methods) for r in litestar.routes if hasattr(r, "methods")]
+        inner: Any = AuthMiddleware(AllowMiddleware(litestar, routes), s.api_keys, state.signer)
         if not s.api_keys:
             inner = LocalGuardMiddleware(inner, s.host, s.allowed_hosts)
         self._asgi = CORSMiddleware(RequestMiddleware(inner, state.metrics), s.cors_origins)
@@ -127,14 +135,16 @@ def create_app(
     """Build the app. Tests pass their own engine and retriever; otherwise they load in the
     background after start-up, so /health answers at once and /health/ready says when."""
     state = AppState(settings, engine=engine, retriever=retriever, embedder=embedder)
-    chat, completions, embeddings, files = (
-        ChatService(state),
+    library = Library(state)
+    chat, completions, embeddings = (
+        ChatService(state, library),
         CompletionService(state),
         EmbeddingService(state),
-        FileService(state),
     )
+    state.store_names = library.store_names
 
     def on_shutdown() -> None:
+        library.close()
         state.close()
 
     litestar = Litestar(
@@ -144,9 +154,12 @@ def create_app(
             create_embeddings,
             get_models,
             get_model,
+            upload_route(settings.max_upload_bytes),
             list_files,
             retrieve_file,
+            delete_file,
             file_content,
+            *STORE_ROUTES,
             health,
             ready,
             metrics,
@@ -156,7 +169,8 @@ def create_app(
             "chat": Provide(lambda: chat, sync_to_thread=False),
             "completions": Provide(lambda: completions, sync_to_thread=False),
             "embeddings": Provide(lambda: embeddings, sync_to_thread=False),
-            "files": Provide(lambda: files, sync_to_thread=False),
+            "files": Provide(lambda: library.files, sync_to_thread=False),
+            "stores": Provide(lambda: library.api, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
         on_startup=[state.start_loading],

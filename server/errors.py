@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 
 from ragserve.errors import (
     ClientGone,
+    Conflict,
     EmbeddingModelMismatch,
     IndexCorrupt,
     IngestLocked,
@@ -30,6 +31,7 @@ HTTP: dict[type[RagserveError], tuple[int, str]] = {
     InvalidRequest: (400, INVALID),
     InvalidApiKey: (401, INVALID),
     NotFound: (404, INVALID),
+    Conflict: (409, INVALID),
     RequestTimeout: (408, INVALID),
     IngestLocked: (409, INVALID),
     QueueFull: (429, "rate_limit_error"),

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlparse
 
 import msgspec
 import structlog
@@ -183,7 +183,21 @@ class LocalGuardMiddleware:
                 )
                 err.code = "unsupported_media_type"
                 return await _send_json(send, 415, msgspec.json.encode(error_body(err)))
+            origin = _header(scope, b"origin")
+            if kind == "multipart/form-data" and origin and not self._origin_ok(origin):
+                # a form on any web page can post multipart without a preflight
+                err = InvalidRequest(
+                    "uploads from a web page need an API key, or a page served from this "
+                    "machine (--allowed-host)",
+                    param=None,
+                )
+                err.code = "origin_not_allowed"
+                return await _send_json(send, 403, msgspec.json.encode(error_body(err)))
         return await self.app(scope, receive, send)
+
+    def _origin_ok(self, origin: str) -> bool:
+        host = (urlparse(origin).hostname or "").lower().rstrip(".")
+        return self.any_host or host in self.names or _is_loopback_host(host)
 
 
 class RequestMiddleware:
@@ -307,3 +321,30 @@ class AuthMiddleware:
             send, 401, msgspec.json.encode(error_body(err)), [(b"www-authenticate", b"Bearer")]
         )
         return None
+
+
+class AllowMiddleware:
+    """`OPTIONS` answers with every method of the path (RFC 9110). Litestar's own answer
+    names only one handler's methods when several handlers share a path."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
+        self.app = app
+        self.routes = [
+            (re.compile(re.sub(r"\{[^}/]+\}", "[^/]+", path) + "$"), ", ".join(sorted(methods)))
+            for path, methods in routes
+        ]
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            for pattern, allow in self.routes:
+                if pattern.match(scope["path"]):
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 204,
+                            "headers": [(b"allow", allow.encode())],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": b""})
+                    return None
+        return await self.app(scope, receive, send)

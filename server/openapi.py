@@ -56,6 +56,62 @@ ERRORS: dict[tuple[str, str], dict[int, str]] = {
         **_ALWAYS,
     },
 }
+_GET = {401: _POST[401], 421: _POST[421], **_ALWAYS}
+_STORE_404 = "no such vector store (or file or batch in it); files named in a body: 400"
+for _method, _path, _body in [
+    ("post", "/v1/vector_stores", True),
+    ("get", "/v1/vector_stores", False),
+    ("get", "/v1/vector_stores/{vector_store_id}", False),
+    ("post", "/v1/vector_stores/{vector_store_id}", True),
+    ("delete", "/v1/vector_stores/{vector_store_id}", False),
+    ("post", "/v1/vector_stores/{vector_store_id}/files", True),
+    ("get", "/v1/vector_stores/{vector_store_id}/files", False),
+    ("get", "/v1/vector_stores/{vector_store_id}/files/{file_id}", False),
+    ("post", "/v1/vector_stores/{vector_store_id}/files/{file_id}", True),
+    ("delete", "/v1/vector_stores/{vector_store_id}/files/{file_id}", False),
+    ("post", "/v1/vector_stores/{vector_store_id}/file_batches", True),
+    ("get", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}", False),
+    ("post", "/v1/vector_stores/{vector_store_id}/search", True),
+]:
+    statuses = dict(_POST) if _body else dict(_GET)
+    if _path != "/v1/vector_stores":
+        statuses[404] = _STORE_404
+    if _method == "delete" and "files" not in _path:
+        statuses[409] = "the default store is the server's own index: it cannot be deleted"
+    ERRORS[(_method, _path)] = statuses
+ERRORS[("post", "/v1/files")] = {
+    **_POST,
+    400: "not a PDF, too large, or a field missing (`param` says which)",
+    403: "an upload from a web page of another origin (no API key configured)",
+}
+ERRORS[("delete", "/v1/files/{file_id}")] = {
+    **_GET,
+    404: "no such file",
+    409: "the file belongs to the server's own corpus (remove it there)",
+}
+STORE_BODIES = {
+    ("post", "/v1/vector_stores"): "CreateVectorStore",
+    ("post", "/v1/vector_stores/{vector_store_id}"): "UpdateVectorStore",
+    ("post", "/v1/vector_stores/{vector_store_id}/files"): "CreateStoreFile",
+    ("post", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): "UpdateStoreFile",
+    ("post", "/v1/vector_stores/{vector_store_id}/file_batches"): "CreateBatch",
+    ("post", "/v1/vector_stores/{vector_store_id}/search"): "SearchRequest",
+}
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "contentMediaType": "application/pdf"},
+                    "purpose": {"type": "string", "enum": ["assistants", "user_data"]},
+                },
+                "required": ["file", "purpose"],
+            }
+        }
+    },
+}
 TOKEN_PARAMETER = {
     "name": "token",
     "in": "query",
@@ -82,8 +138,9 @@ def _document_errors_and_streams(spec: dict) -> None:
     from .completions.protocol import Completion, CompletionRequest
     from .embeddings.protocol import EmbeddingList, EmbeddingRequest
     from .errors import ErrorResponse
-    from .files.protocol import FileList, FileObject
+    from .files.protocol import FileDeleted, FileList, FileObject
     from .models.protocol import ModelList
+    from .vector_stores.protocol import STORE_TYPES
 
     # msgspec's own schemas of the wire types replace Litestar's, which drop constraints
     # on union members (a minimum length on `str | list`, exclusive bounds): the spec then
@@ -100,6 +157,8 @@ def _document_errors_and_streams(spec: dict) -> None:
             ModelList,
             FileList,
             FileObject,
+            FileDeleted,
+            *STORE_TYPES,
             Health,
             Readiness,
             ErrorResponse,
@@ -134,6 +193,12 @@ def _document_errors_and_streams(spec: dict) -> None:
         "contentMediaType": "application/pdf",
     }
     ok["headers"]["last-modified"]["schema"] = {"type": "string"}  # an HTTP-date, not ISO
+    for (method, path), kind in STORE_BODIES.items():
+        spec["paths"][path][method]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}},
+        }
+    spec["paths"]["/v1/files"]["post"]["requestBody"] = UPLOAD_BODY
     for path, kind in BODIES.items():  # decoded by the handlers themselves (strictly)
         spec["paths"][path]["post"]["requestBody"] = {
             "required": True,

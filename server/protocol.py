@@ -119,6 +119,63 @@ class StreamOptions(Request):
     include_usage: bool = False
 
 
+AttributeValue = Annotated[str, Meta(max_length=512)] | float | bool
+
+
+class _Comparison(Request, tag_field="type"):
+    key: Annotated[str, Meta(max_length=64)]
+    value: AttributeValue
+
+
+class Eq(_Comparison, tag="eq"):
+    pass
+
+
+class Ne(_Comparison, tag="ne"):
+    pass
+
+
+class Gt(_Comparison, tag="gt"):
+    pass
+
+
+class Gte(_Comparison, tag="gte"):
+    pass
+
+
+class Lt(_Comparison, tag="lt"):
+    pass
+
+
+class Lte(_Comparison, tag="lte"):
+    pass
+
+
+class _Compound(Request, tag_field="type"):
+    filters: Annotated[list[Filter], Meta(min_length=1, max_length=32)]
+
+
+class And(_Compound, tag="and"):
+    pass
+
+
+class Or(_Compound, tag="or"):
+    pass
+
+
+# OpenAI's attribute filters: a comparison, or and/or over nested filters
+Filter = Eq | Ne | Gt | Gte | Lt | Lte | And | Or
+MAX_FILTER_DEPTH = 16
+
+
+def validate_filter(f: Filter, depth: int = 0) -> None:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidRequest(f"filters nest deeper than {MAX_FILTER_DEPTH}", param="filters")
+    if isinstance(f, And | Or):
+        for sub in f.filters:
+            validate_filter(sub, depth + 1)
+
+
 class RagOptions(Request):
     """ragserve's addition: `extra_body={"rag": {...}}` from the SDKs."""
 
@@ -134,6 +191,12 @@ class RagOptions(Request):
     # search again on a turn whose last message is a tool result (default: reuse the
     # question's sources, so an agent loop keeps its cached prompt prefix)
     on_tool_results: bool = False
+    # the vector stores to search (default: the server's own index); OpenAI's attribute
+    # filters narrow them to the files whose attributes match
+    vector_store_ids: (
+        Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=8)] | None
+    ) = None
+    filters: Filter | None = None
 
 
 class Source(Response):

@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True):
     max_body_bytes: int = 4 * 1024 * 1024
     rag_top_k: int = 5
     append_sources: bool = True
+    max_upload_mb: int = 100
+    data_dir: Path | None = None  # None: the index's parent directory
     public_url: str | None = None  # None: the scheme and Host the request came with
     citation_secret: str | None = None  # None: generated once, kept beside the index
     citation_ttl: float = 7 * 24 * 3600.0
@@ -51,6 +53,14 @@ class Settings(msgspec.Struct, frozen=True):
     max_connections: int = 1000
     log_level: str = "info"
     log_json: bool | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.retrieval.index_dir.parent
 
 
 def public_url(value: str) -> str:
@@ -177,6 +187,15 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "add a 'Sources:' list to answers (the flag turns it off)",
         switch=True,
         const=False,
+    ),
+    Option("max_upload_mb", "--max-upload-mb", whole(1, 4096), 100, "largest PDF upload, in MB"),
+    Option(
+        "data_dir",
+        "--data-dir",
+        path,
+        None,
+        "where uploads, vector stores and the citation key are kept",
+        default_text="the index's parent directory",
     ),
     Option(
         "public_url",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -47,10 +48,12 @@ class AppState:
         self.model_id = settings.model_alias or (
             engine.model_id if engine else model_id_for(path or bundled_model_path())
         )
+        # the documents API's stores, as `<model>@<store name>` ids (set by the app)
+        self.store_names: Callable[[], list[tuple[str, str]]] = list
         # citation links carry a signature only when keys guard the files
         self.signer: UrlSigner | None = None
         if settings.api_keys:
-            secret = load_secret(settings.citation_secret, settings.retrieval.index_dir.parent)
+            secret = load_secret(settings.citation_secret, settings.data)
             self.signer = UrlSigner(secret, settings.citation_ttl)
 
     # -- loading ------------------------------------------------------------------------
@@ -143,9 +146,19 @@ class AppState:
     def embedding_model_id(self) -> str:
         return embedding_model_id_for(self.settings.retrieval.embed_model)
 
+    def store_of(self, requested: str) -> str | None:
+        """The store a `<model>@<store name>` id searches (None: not such an id)."""
+        model, at, name = requested.rpartition("@")
+        if not at or model != self.model_id:
+            return None
+        for sid, store in self.store_names():
+            if store == name:
+                return sid
+        raise ModelNotFound(f"The model '{requested}' does not exist: no vector store '{name}'")
+
     def resolve_chat_model(self, requested: str) -> bool:
         """Whether retrieval is on for this model id; unknown ids use the served model."""
-        if requested == self.model_id or not requested:
+        if requested == self.model_id or not requested or self.store_of(requested):
             return True
         if requested == self.model_id + NO_RAG_SUFFIX:
             return False

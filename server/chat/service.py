@@ -13,14 +13,16 @@ import msgspec
 import structlog
 
 from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta, ToolFormat
-from ragserve.retrieval.search import Filters, Mode, file_id, merge_places
+from ragserve.retrieval.search import Filters, Hit, Mode, file_id, merge_places
 
 from .. import rag
 from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
-from ..protocol import Source, logit_bias_of, usage_of
+from ..library import Library
+from ..protocol import Filter, Source, logit_bias_of, usage_of, validate_filter
 from ..sse import frame
 from ..state import AppState
+from ..vector_stores.service import DEFAULT_STORE
 from .protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -35,7 +37,16 @@ from .tool_calls import Assembled, CallDelta, ChatEvent, with_tool_calls
 
 log = structlog.get_logger(__name__)
 
-Search = tuple[str, int, Filters | None, Mode, bool | None]
+
+@dataclass(frozen=True)
+class Search:
+    query: str
+    top_k: int
+    filters: Filters | None
+    mode: Mode
+    rerank: bool | None
+    stores: list[str] | None = None  # vector stores (None: the server's own index)
+    attributes: Filter | None = None  # OpenAI attribute filters over the stores' files
 
 
 @dataclass
@@ -47,8 +58,9 @@ class Prepared(Admitted):
 
 
 class ChatService:
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, library: Library) -> None:
         self.state = state
+        self.library = library
         self.memory = rag.TurnMemory()
 
     async def prepare(
@@ -79,7 +91,19 @@ class ChatService:
             )
             mode: Mode = options.mode if options else "hybrid"
             rerank = options.rerank if options else None
-            search = (rag.search_query(messages), top_k, filters, mode, rerank)
+            named = state.store_of(req.model)
+            stores = options.vector_store_ids if options else None
+            if options is not None and options.filters is not None:
+                validate_filter(options.filters)
+            search = Search(
+                rag.search_query(messages),
+                top_k,
+                filters,
+                mode,
+                rerank,
+                stores or ([named] if named else None),
+                options.filters if options else None,
+            )
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
         sampling, packed = await asyncio.to_thread(
             self._build, req, messages, search, rag_on, plan, s.public_url or base_url
@@ -128,15 +152,17 @@ class ChatService:
         sampling = req.sampling_params(1, engine.tool_format if plan is not None else None)
         if sampling.grammar:
             engine.check_grammar(sampling.grammar, "tools" if plan else "response_format")
-        hits = []
+        hits: list[Hit] = []
+        ids: dict[str, str] = {}
         if search is not None:
             t0 = time.perf_counter()
-            hits = merge_places(state.retriever.search(*search))
+            hits, ids = self._search(search)
+            hits = merge_places(hits)
             elapsed = time.perf_counter() - t0
             state.metrics.retrieval.observe(elapsed)
             log.info(
                 "retrieval.done",
-                k=search[1],
+                k=search.top_k,
                 hits=len(hits),
                 ms=round(elapsed * 1000, 1),
                 documents=sorted({h.document for h in hits}),
@@ -151,20 +177,37 @@ class ChatService:
             plan.tools if plan is not None else None,
         )
         if packed.sources:  # new ones, or remembered for a turn after tool calls
-            packed.sources = self._linked(packed.sources, base_url)
+            packed.sources = self._linked(packed.sources, base_url, ids)
         return sampling, packed
 
-    def _linked(self, sources: list[Source], base_url: str) -> list[Source]:
+    def _search(self, search: Search) -> tuple[list[Hit], dict[str, str]]:
+        """Hits from the server's index, or from vector stores (best first across them),
+        and the file ids of the stores' documents."""
+        if search.stores is None and search.attributes is None:
+            retriever = self.state.retriever
+            found = retriever.search(
+                search.query, search.top_k, search.filters, search.mode, search.rerank
+            )
+            return found, {}
+        stores = self.library.stores
+        pairs = []
+        for sid in search.stores or [DEFAULT_STORE]:
+            pairs += stores.search(sid, search.query, search.top_k, search.attributes, None)
+        pairs.sort(key=lambda pair: -pair[1].score)
+        pairs = pairs[: search.top_k]
+        return [h for _, h in pairs], {h.document: r.file_id for r, h in pairs if r.file_id}
+
+    def _linked(self, sources: list[Source], base_url: str, ids: dict[str, str]) -> list[Source]:
         """Sources with their file ids and links to the PDF at the page."""
-        rows = self.state.retriever.documents(s.document for s in sources)
+        rows = self.state.retriever.documents(s.document for s in sources if s.document not in ids)
         signer = self.state.signer
         out = []
         for s in sources:
             row = rows.get(s.document)
-            if row is None:
+            fid = ids.get(s.document) or (file_id(row.sha256) if row else None)
+            if fid is None:
                 out.append(s)
                 continue
-            fid = file_id(row.sha256)
             url = content_url(base_url, fid, s.page, signer)
             out.append(msgspec.structs.replace(s, file_id=fid, url=url))
         return out

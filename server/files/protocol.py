@@ -24,3 +24,9 @@ class FileList(Response):
     has_more: bool = False
     first_id: str | None = None
     last_id: str | None = None
+
+
+class FileDeleted(Response):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True

@@ -1,22 +1,55 @@
-"""GET /v1/files, /v1/files/{file_id}, /v1/files/{file_id}/content."""
+"""/v1/files: upload, list, describe, download, delete."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Body
 from litestar.response import File
 
-from .protocol import FileList, FileObject
+from ragserve.errors import InvalidRequest
+
+from .protocol import FileDeleted, FileList, FileObject
 from .service import FileService
 
+MULTIPART_SLACK = 64 * 1024  # the form's own fields and boundaries
 
-@get(
-    "/v1/files",
-    summary="List the PDFs in the library",
-    operation_id="listFiles",
-    tags=["files"],
-)
+
+def upload_route(max_bytes: int) -> HTTPRouteHandler:
+    """POST /v1/files, with the body limit of the settings (PDFs are larger than JSON)."""
+
+    @post(
+        "/v1/files",
+        status_code=200,
+        summary="Upload a PDF (multipart: file, purpose)",
+        operation_id="createFile",
+        tags=["files"],
+        request_max_body_size=max_bytes + MULTIPART_SLACK,
+    )
+    async def create_file(
+        request: Request,
+        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+        files: FileService,
+    ) -> FileObject:
+        upload = data.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("send the PDF as the multipart field 'file'", param="file")
+        purpose = data.get("purpose")
+        if not isinstance(purpose, str):
+            raise InvalidRequest("the multipart field 'purpose' is required", param="purpose")
+        return await asyncio.to_thread(
+            files.upload, upload.file, upload.filename or "document.pdf", purpose
+        )
+
+    return create_file
+
+
+@get("/v1/files", summary="List the library's PDFs", operation_id="listFiles", tags=["files"])
 async def list_files(files: FileService) -> FileList:
     return await asyncio.to_thread(files.list)
 
@@ -29,6 +62,17 @@ async def list_files(files: FileService) -> FileList:
 )
 async def retrieve_file(file_id: str, files: FileService) -> FileObject:
     return await asyncio.to_thread(files.retrieve, file_id)
+
+
+@delete(
+    "/v1/files/{file_id:str}",
+    status_code=200,
+    summary="Delete an uploaded PDF (and remove it from every vector store)",
+    operation_id="deleteFile",
+    tags=["files"],
+)
+async def delete_file(file_id: str, files: FileService) -> FileDeleted:
+    return await asyncio.to_thread(files.delete, file_id)
 
 
 @get(

@@ -1,53 +1,125 @@
-"""The PDFs behind the index, as OpenAI files: listed, described and served for citations."""
+"""The library's PDFs as OpenAI files: uploads (kept by content hash) and the documents of
+the server's own index; described, listed, served for citations, deleted."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import IO
 
-from ragserve.errors import NotFound
+from ragserve.errors import Conflict, InvalidRequest, NotFound
 from ragserve.retrieval.search import file_id
 from ragserve.retrieval.store import DocumentRow, sha256_file
 
+from ..catalog import PDF_MAGIC, Catalog, FileRecord
 from ..state import AppState
-from .protocol import FileList, FileObject
+from ..vector_stores.service import VectorStores
+from .protocol import FileDeleted, FileList, FileObject
+
+PURPOSES = ("assistants", "user_data")
+CHUNK = 1 << 20
 
 
-def file_object(row: DocumentRow, created_at: float = 0) -> FileObject:
+def from_document(row: DocumentRow) -> FileObject:
     return FileObject(
         id=file_id(row.sha256),
         bytes=row.size,
-        created_at=int(created_at or row.mtime_ns // 1_000_000_000),
+        created_at=int(row.mtime_ns // 1_000_000_000),
         filename=PurePosixPath(row.path).name,
     )
 
 
-class FileService:
-    def __init__(self, state: AppState) -> None:
-        self.state = state
+def from_record(r: FileRecord) -> FileObject:
+    return FileObject(
+        id=r.id, bytes=r.bytes, created_at=r.created_at, filename=r.filename, purpose=r.purpose
+    )
 
-    def _row(self, fid: str) -> DocumentRow:
-        row = self.state.retriever.document_by_file_id(fid)
-        if row is None:
-            raise NotFound(f"No such File object: {fid}", param="file_id")
-        return row
+
+class FileService:
+    def __init__(self, state: AppState, catalog: Catalog, stores: VectorStores) -> None:
+        self.state = state
+        self.catalog = catalog
+        self.stores = stores
+
+    def upload(self, stream: IO[bytes], filename: str, purpose: str) -> FileObject:
+        """Keep an uploaded PDF (checked by its content, not its name) and describe it."""
+        limit = self.state.settings.max_upload_bytes
+        if purpose not in PURPOSES:
+            raise InvalidRequest(
+                f"purpose must be one of {', '.join(PURPOSES)} (this server keeps PDFs)",
+                param="purpose",
+            )
+        head = stream.read(1024)
+        if PDF_MAGIC not in head:
+            raise InvalidRequest("the file is not a PDF (no %PDF- header)", param="file")
+
+        def chunks() -> Iterator[bytes]:
+            size = len(head)
+            yield head
+            while block := stream.read(CHUNK):
+                size += len(block)
+                if size > limit:
+                    raise InvalidRequest(f"the file is larger than {limit} bytes", param="file")
+                yield block
+
+        name = os.path.basename(filename.replace("\\", "/"))[:255] or "document.pdf"
+        return from_record(self.catalog.add_file(chunks(), name, purpose))
+
+    def _document(self, fid: str) -> DocumentRow | None:
+        try:
+            return self.state.retriever.document_by_file_id(fid)
+        except Exception:  # no index yet: only uploads exist
+            return None
 
     def list(self) -> FileList:
-        rows = sorted(self.state.retriever.documents_all(), key=lambda r: r.path)
-        data = [file_object(r) for r in rows]
+        data = {r.id: from_record(r) for r in self.catalog.files()}
+        try:
+            rows = self.state.retriever.documents_all()
+        except Exception:
+            rows = []
+        for row in sorted(rows, key=lambda r: r.path):
+            data.setdefault(file_id(row.sha256), from_document(row))
+        items = list(data.values())
         return FileList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
+            data=items,
+            first_id=items[0].id if items else None,
+            last_id=items[-1].id if items else None,
         )
 
     def retrieve(self, fid: str) -> FileObject:
-        return file_object(self._row(fid))
+        record = self.catalog.file(fid)
+        if record is not None:
+            return from_record(record)
+        row = self._document(fid)
+        if row is None:
+            raise NotFound(f"No such File object: {fid}", param="file_id")
+        return from_document(row)
+
+    def delete(self, fid: str) -> FileDeleted:
+        """Remove an upload from every store (their indexes are rebuilt without it)."""
+        if self.catalog.file(fid) is None:
+            if self._document(fid) is not None:
+                raise Conflict(
+                    "this file belongs to the server's own corpus; remove it there and run "
+                    "the ingest again",
+                    param="file_id",
+                )
+            raise NotFound(f"No such File object: {fid}", param="file_id")
+        for sid in self.catalog.stores_of(fid):
+            self.stores.detach(sid, fid)
+        self.catalog.delete_file(fid)
+        return FileDeleted(id=fid)
 
     def content(self, fid: str) -> tuple[Path, str]:
-        """The PDF's path and file name, if its bytes are still what was indexed (run in a
-        worker thread: it may hash the file)."""
-        row = self._row(fid)
+        """The PDF's path and file name (for an indexed document, only if its bytes are
+        still what was indexed: this may hash the file, so run it in a worker thread)."""
+        record = self.catalog.file(fid)
+        if record is not None and self.catalog.blob(record.sha256).is_file():
+            return self.catalog.blob(record.sha256), record.filename
+        row = self._document(fid)
+        if row is None:
+            raise NotFound(f"No such File object: {fid}", param="file_id")
         path = Path(row.source)
         try:
             st = path.stat()

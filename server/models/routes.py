@@ -24,6 +24,14 @@ def list_models(state: AppState) -> ModelList:
                 created=created,
                 description="the same model without retrieval (plain chat)",
             ),
+            *(
+                Model(
+                    id=f"{state.model_id}@{name}",
+                    created=created,
+                    description=f"chat that answers from the vector store '{name}' ({sid})",
+                )
+                for sid, name in state.store_names()
+            ),
             Model(
                 id=state.embedding_model_id,
                 created=created,

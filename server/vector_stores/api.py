@@ -1,0 +1,201 @@
+"""The vector-store resource in OpenAI's shapes, over `VectorStores` and the catalog."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from ragserve.errors import InvalidRequest, NotFound
+
+from ..catalog import StoreFileRecord, StoreRecord
+from ..protocol import validate_filter
+from .protocol import (
+    CreateBatch,
+    CreateStoreFile,
+    CreateVectorStore,
+    FileBatch,
+    FileCounts,
+    LastError,
+    SearchContent,
+    SearchRequest,
+    SearchResult,
+    SearchResults,
+    UpdateStoreFile,
+    UpdateVectorStore,
+    VectorStore,
+    VectorStoreDeleted,
+    VectorStoreFile,
+    VectorStoreFileDeleted,
+    VectorStoreFileList,
+    VectorStoreList,
+)
+from .service import VectorStores
+
+
+def counts(files: list[StoreFileRecord]) -> FileCounts:
+    c = FileCounts(total=len(files))
+    for f in files:
+        setattr(c, f.status, getattr(c, f.status) + 1)
+    return c
+
+
+def batch_status(c: FileCounts) -> Any:
+    if c.in_progress:
+        return "in_progress"
+    return "failed" if c.failed and not c.completed else "completed"
+
+
+class StoreApi:
+    def __init__(self, stores: VectorStores) -> None:
+        self.stores = stores
+        self.catalog = stores.catalog
+
+    def _known(self, file_ids: list[str]) -> None:
+        """Files a request names must exist (a 400: the store in the path does)."""
+        for fid in file_ids:
+            if self.catalog.file(fid) is None:
+                raise InvalidRequest(f"No such File object: {fid}", param="file_ids")
+
+    def _store(self, record: StoreRecord) -> VectorStore:
+        files = self.catalog.store_files(record.id)
+        c = counts(files)
+        sizes = {f.id: f.bytes for f in self.catalog.files()}
+        return VectorStore(
+            id=record.id,
+            created_at=record.created_at,
+            name=record.name,
+            usage_bytes=sum(sizes.get(f.file_id, 0) for f in files),
+            file_counts=c,
+            status="in_progress" if c.in_progress else "completed",
+            last_active_at=max([record.created_at, *(f.created_at for f in files)]),
+            metadata=record.metadata,
+        )
+
+    def _file(self, f: StoreFileRecord) -> VectorStoreFile:
+        record = self.catalog.file(f.file_id)
+        return VectorStoreFile(
+            id=f.file_id,
+            created_at=f.created_at,
+            vector_store_id=f.store_id,
+            status=f.status,  # type: ignore[arg-type]
+            usage_bytes=record.bytes if record else 0,
+            last_error=LastError(**f.last_error) if f.last_error else None,  # type: ignore[arg-type]
+            attributes=f.attributes,
+        )
+
+    # -- stores ----------------------------------------------------------------------
+    def create(self, body: CreateVectorStore) -> VectorStore:
+        self._known(body.file_ids)  # before anything is created
+        record = self.stores.create(body.name, body.metadata or {})
+        for fid in body.file_ids:
+            self.stores.attach(record.id, fid, {})
+        return self._store(record)
+
+    def list(self) -> VectorStoreList:
+        data = [self._store(r) for r in self.catalog.stores()]
+        return VectorStoreList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    def get(self, sid: str) -> VectorStore:
+        return self._store(self.stores.record(sid))
+
+    def update(self, sid: str, body: UpdateVectorStore) -> VectorStore:
+        self.stores.record(sid)
+        self.catalog.update_store(sid, body.name, body.metadata)
+        return self.get(sid)
+
+    def delete(self, sid: str) -> VectorStoreDeleted:
+        self.stores.delete(sid)
+        return VectorStoreDeleted(id=sid)
+
+    # -- files -----------------------------------------------------------------------
+    def attach(self, sid: str, body: CreateStoreFile) -> VectorStoreFile:
+        return self._file(self.stores.attach(sid, body.file_id, body.attributes or {}))
+
+    def files(self, sid: str) -> VectorStoreFileList:
+        self.stores.record(sid)
+        data = [self._file(f) for f in self.catalog.store_files(sid)]
+        return VectorStoreFileList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
+
+    def _record(self, sid: str, fid: str) -> StoreFileRecord:
+        self.stores.record(sid)
+        f = self.catalog.store_file(sid, fid)
+        if f is None:
+            raise NotFound(f"No file {fid} in vector store {sid}", param="file_id")
+        return f
+
+    def file(self, sid: str, fid: str) -> VectorStoreFile:
+        return self._file(self._record(sid, fid))
+
+    def set_attributes(self, sid: str, fid: str, body: UpdateStoreFile) -> VectorStoreFile:
+        self._record(sid, fid)
+        self.catalog.set_attributes(sid, fid, body.attributes)
+        return self.file(sid, fid)
+
+    def detach(self, sid: str, fid: str) -> VectorStoreFileDeleted:
+        self.stores.detach(sid, fid)
+        return VectorStoreFileDeleted(id=fid)
+
+    # -- batches ---------------------------------------------------------------------
+    def create_batch(self, sid: str, body: CreateBatch) -> FileBatch:
+        self.stores.record(sid)
+        self._known(body.file_ids)
+        batch = self.catalog.add_batch("vsfb_" + secrets.token_hex(12), sid, body.file_ids)
+        for fid in body.file_ids:
+            self.stores.attach(sid, fid, body.attributes or {})
+        return self.batch(sid, batch.id)
+
+    def batch(self, sid: str, bid: str) -> FileBatch:
+        self.stores.record(sid)
+        batch = self.catalog.batch(sid, bid)
+        if batch is None:
+            raise NotFound(f"No file batch {bid} in vector store {sid}", param="batch_id")
+        ids = set(batch.file_ids)
+        c = counts([f for f in self.catalog.store_files(sid) if f.file_id in ids])
+        return FileBatch(
+            id=bid,
+            created_at=batch.created_at,
+            vector_store_id=sid,
+            status=batch_status(c),
+            file_counts=c,
+        )
+
+    # -- search ----------------------------------------------------------------------
+    def search(self, sid: str, body: SearchRequest) -> SearchResults:
+        if body.filters is not None:
+            validate_filter(body.filters)
+        queries = [body.query] if isinstance(body.query, str) else body.query
+        threshold = body.ranking_options.score_threshold if body.ranking_options else None
+        found = self.stores.search(
+            sid, " ".join(queries), body.max_num_results, body.filters, threshold
+        )
+        return SearchResults(
+            search_query=queries,
+            data=[
+                SearchResult(
+                    file_id=record.file_id or _file_id_of(self.stores, sid, hit.document),
+                    filename=hit.document,
+                    score=hit.score,
+                    attributes=record.attributes,
+                    content=[SearchContent(text=hit.text)],
+                )
+                for record, hit in found
+            ],
+        )
+
+
+def _file_id_of(stores: VectorStores, sid: str, document: str) -> str:
+    retriever = stores.retriever(sid)
+    if retriever is None:
+        return ""
+    from ragserve.retrieval.search import file_id
+
+    row = retriever.documents([document]).get(document)
+    return file_id(row.sha256) if row else ""

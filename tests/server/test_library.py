@@ -1,0 +1,226 @@
+"""The library managed over the API with the official SDK: OpenAI Files + Vector Stores,
+background ingest through the real pipeline, attribute filters, chat over a store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pdfgen
+import pytest
+from liveserver import LiveServer, make_settings
+
+from ragserve.server.app import create_app
+
+CONTRACT_KO = [
+    ["물품 구매 계약서"],
+    ["계약번호 GX-4471 의 납품 기한은 2027년 3월 31일이며 계약금액은 7억 2천만원이다."],
+]
+CONTRACT_EN = [
+    ["Supply agreement ZEPHYR-88"],
+    ["The ZEPHYR-88 agreement covers 400 drill units, delivered to the Busan depot."],
+]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("library-data")
+    settings = make_settings(index_dir, data_dir=data, max_upload_mb=2)
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def sdk(library) -> openai.OpenAI:
+    return openai.OpenAI(base_url=library.url + "/v1", api_key="x", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pdfs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("uploads")
+    return {
+        "ko": pdfgen.write_pdf(root / "계약서.pdf", CONTRACT_KO),
+        "en": pdfgen.write_pdf(root / "zephyr.pdf", CONTRACT_EN),
+        "en2": pdfgen.write_pdf(
+            root / "v2" / "zephyr.pdf",
+            [["Supply agreement ZEPHYR-88, revised"], ["Now 950 pump units, to Incheon."]],
+        ),
+        "hostile": pdfgen.truncated_pdf(
+            pdfgen.write_pdf(root / "whole.pdf", CONTRACT_EN), root / "broken.pdf"
+        ),
+    }
+
+
+def search(sdk, store: str, query: str, **kw) -> list:
+    return list(sdk.vector_stores.search(store, query=query, **kw).data)
+
+
+def test_upload_and_poll_then_search_and_chat_cite_the_new_documents(sdk, pdfs):
+    store = sdk.vector_stores.create(name="contracts", metadata={"team": "purchasing"})
+    assert store.id.startswith("vs_") and store.metadata == {"team": "purchasing"}
+    for key in ("ko", "en"):
+        with open(pdfs[key], "rb") as fh:
+            done = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+        assert done.status == "completed", done.last_error
+    found = search(sdk, store.id, "GX-4471 납품 기한")
+    assert found[0].filename == "계약서.pdf" and "GX-4471" in found[0].content[0].text
+    assert found[0].file_id.startswith("file-")
+    resp = sdk.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "How many drill units does ZEPHYR-88 cover?"}],
+        max_tokens=20,
+        extra_body={"rag": {"vector_store_ids": [store.id]}},
+    )
+    sources = resp.model_extra["sources"]
+    assert sources[0]["document"] == "zephyr.pdf"
+    assert sources[0]["file_id"] and "/v1/files/" + sources[0]["file_id"] in sources[0]["url"]
+    # the model id of the store does the same for frontends that can only pick a model
+    assert "smollm2@contracts" in [m.id for m in sdk.models.list().data]
+    by_model = sdk.chat.completions.create(
+        model="smollm2@contracts",
+        messages=[{"role": "user", "content": "How many drill units does ZEPHYR-88 cover?"}],
+        max_tokens=5,
+    )
+    assert by_model.model_extra["sources"][0]["document"] == "zephyr.pdf"
+    listed = sdk.vector_stores.retrieve(store.id)
+    assert listed.file_counts.completed == 2 and listed.usage_bytes > 0
+
+
+def test_replacing_a_file_with_the_same_name_drops_the_old_text(sdk, pdfs):
+    store = sdk.vector_stores.create(name="replace")
+    with open(pdfs["en"], "rb") as fh:
+        first = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert "drill" in search(sdk, store.id, "ZEPHYR-88 units")[0].content[0].text
+    with open(pdfs["en2"], "rb") as fh:
+        second = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert second.status == "completed" and second.id != first.id
+    texts = " ".join(r.content[0].text for r in search(sdk, store.id, "ZEPHYR-88 units"))
+    assert "950 pump" in texts and "drill" not in texts
+    assert [f.id for f in sdk.vector_stores.files.list(store.id)] == [second.id]
+    # and deleting it empties the store's answers
+    sdk.vector_stores.files.delete(file_id=second.id, vector_store_id=store.id)
+    deadline = time.time() + 120
+    while search(sdk, store.id, "ZEPHYR-88 units") and time.time() < deadline:
+        time.sleep(0.5)
+    assert search(sdk, store.id, "ZEPHYR-88 units") == []
+
+
+def test_a_hostile_pdf_fails_with_its_reason_and_the_store_keeps_serving(sdk, pdfs):
+    store = sdk.vector_stores.create(name="hostile")
+    with open(pdfs["ko"], "rb") as fh:
+        sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    with open(pdfs["hostile"], "rb") as fh:
+        bad = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert bad.status == "failed"
+    assert bad.last_error.code == "invalid_file" and bad.last_error.message
+    assert search(sdk, store.id, "GX-4471")[0].filename == "계약서.pdf"
+
+
+def test_attribute_filters_and_or_and_numeric_ranges(sdk, pdfs):
+    store = sdk.vector_stores.create(name="filters")
+    batch = sdk.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=store.id, files=[pdfs["ko"], pdfs["en"]]
+    )
+    assert batch.status == "completed" and batch.file_counts.completed == 2
+    files = {f.id: f for f in sdk.vector_stores.files.list(store.id)}
+    names = {r.file_id: r.filename for r in search(sdk, store.id, "contract agreement")}
+    ko = next(i for i, n in names.items() if n == "계약서.pdf")
+    en = next(i for i, n in names.items() if n == "zephyr.pdf")
+    assert set(files) == {ko, en}
+    sdk.vector_stores.files.update(
+        file_id=ko, vector_store_id=store.id, attributes={"dept": "construction", "year": 2027}
+    )
+    sdk.vector_stores.files.update(
+        file_id=en, vector_store_id=store.id, attributes={"dept": "logistics", "year": 2024}
+    )
+
+    def only(filters: dict) -> set[str]:
+        return {r.filename for r in search(sdk, store.id, "contract agreement", filters=filters)}
+
+    assert only({"type": "eq", "key": "dept", "value": "logistics"}) == {"zephyr.pdf"}
+    assert only({"type": "gte", "key": "year", "value": 2025}) == {"계약서.pdf"}
+    assert only(
+        {
+            "type": "and",
+            "filters": [
+                {"type": "gt", "key": "year", "value": 2020},
+                {"type": "lt", "key": "year", "value": 2025},
+            ],
+        }
+    ) == {"zephyr.pdf"}
+    assert only(
+        {
+            "type": "or",
+            "filters": [
+                {"type": "eq", "key": "dept", "value": "construction"},
+                {"type": "eq", "key": "dept", "value": "logistics"},
+            ],
+        }
+    ) == {"계약서.pdf", "zephyr.pdf"}
+    assert only({"type": "ne", "key": "dept", "value": "construction"}) == {"zephyr.pdf"}
+    with pytest.raises(openai.BadRequestError):
+        search(sdk, store.id, "x", filters={"type": "and", "filters": []})
+
+
+def test_uploads_are_checked_by_content_and_size(sdk, library, tmp_path):
+    fake = tmp_path / "fake.pdf"
+    fake.write_bytes(b"MZ\x90\x00 definitely not a pdf")
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.files.create(file=fake, purpose="assistants")
+    assert err.value.body["param"] == "file"
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024))
+    with pytest.raises(openai.APIStatusError) as err:
+        sdk.files.create(file=big, purpose="assistants")
+    assert err.value.status_code in (400, 413)
+    with httpx.Client(base_url=library.url) as http:
+        evil = http.post(
+            "/v1/files",
+            files={"file": ("x.pdf", b"%PDF-1.4 x", "application/pdf")},
+            data={"purpose": "assistants"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert evil.status_code == 403  # a web page's form cannot upload without a key
+
+
+def test_uploaded_files_are_listed_served_and_deleted(sdk, pdfs):
+    with open(pdfs["en"], "rb") as fh:
+        created = sdk.files.create(file=fh, purpose="assistants")
+    assert created.filename == "zephyr.pdf" and created.bytes == pdfs["en"].stat().st_size
+    assert created.id in [f.id for f in sdk.files.list()]
+    assert sdk.files.content(created.id).content == pdfs["en"].read_bytes()
+    assert sdk.files.delete(created.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        sdk.files.retrieve(created.id)
+
+
+@pytest.fixture(scope="module")
+def keyed_library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("keyed-data")
+    settings = make_settings(index_dir, data_dir=data, api_keys=("k",))
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
+        yield live
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/files"),
+        ("GET", "/v1/files"),
+        ("DELETE", "/v1/files/file-x"),
+        ("POST", "/v1/vector_stores"),
+        ("GET", "/v1/vector_stores"),
+        ("GET", "/v1/vector_stores/vs_default"),
+        ("DELETE", "/v1/vector_stores/vs_x"),
+        ("POST", "/v1/vector_stores/vs_default/files"),
+        ("GET", "/v1/vector_stores/vs_default/files"),
+        ("POST", "/v1/vector_stores/vs_default/file_batches"),
+        ("POST", "/v1/vector_stores/vs_default/search"),
+    ],
+)
+def test_with_keys_every_library_route_refuses_a_missing_key(keyed_library, method, path):
+    with httpx.Client(base_url=keyed_library.url) as http:
+        assert http.request(method, path, json={}).status_code == 401
