@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import typing
 from collections.abc import Iterator
 
+import httpx
 import jsonschema
 import openai
 import pydantic
@@ -405,3 +407,33 @@ def test_rag_sources_stay_with_the_tool_loop_and_tool_turns_do_not_search_again(
     assert final.model_extra["sources"] == sources
     usage = final.usage
     assert usage.prompt_tokens_details.cached_tokens > 0.8 * usage.prompt_tokens
+
+
+def test_with_tools_a_full_queue_still_gets_429_and_a_closed_stream_frees_its_slot(index_dir):
+    engine = LlamaEngine(
+        bundled_model_path(), model_id="smollm2", n_ctx=4096, parallel=1, max_queue=0
+    )
+    body = {
+        "model": NORAG,
+        "messages": ASK,
+        "tools": [WEATHER],
+        "max_tokens": 3000,
+        "ignore_eos": True,  # runs for many seconds: the slot stays taken
+        "stream": True,
+    }
+    try:
+        with (
+            LiveServer(create_app(make_settings(index_dir), engine=engine)) as live,
+            httpx.Client(base_url=live.url, timeout=60) as http,
+        ):
+            with http.stream("POST", "/v1/chat/completions", json=body) as first:
+                lines = first.iter_lines()
+                next(lines)  # the first request holds the only slot
+                second = http.post("/v1/chat/completions", json=body)
+                assert second.status_code == 429 and int(second.headers["retry-after"]) > 0
+            deadline = time.monotonic() + 10
+            while engine.stats().busy:  # closed: cancelled at the next step
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    finally:
+        engine.close()
