@@ -95,26 +95,51 @@ def pdf_of(http: httpx.Client, url: str, **kw) -> httpx.Response:
     return http.get("/v1/" + path, **kw)
 
 
-def test_answers_carry_url_citations_whose_links_open_the_pdf_at_the_page(client, http, index_dir):
+FALCON_ONLY = {"rag": {"documents": ["falcon.pdf"]}}  # every source is falcon.pdf's
+
+
+def check_annotation(note: dict, content: str, sources: list[dict]) -> dict:
+    """An annotation matches a source: its link, its title (document and pages), and where
+    the answer cites it (`[n]`), or the whole answer when it cites nothing."""
+    by_url = {s["url"]: s for s in sources}
+    assert note["type"] == "url_citation"
+    cite = note["url_citation"]
+    source = by_url[cite["url"]]
+    pages = (
+        f"p. {source['page']}"
+        if source["page"] == source["page_end"]
+        else (f"pp. {source['page']}-{source['page_end']}")
+    )
+    assert cite["title"] == f"{source['document']}, {pages}"
+    assert cite["url"].endswith(f"#page={source['page']}")
+    span = content[cite["start_index"] : cite["end_index"]]
+    assert span == f"[{source['index']}]" or (cite["start_index"], cite["end_index"]) == (
+        0,
+        len(content),
+    )
+    return source
+
+
+def test_answers_carry_url_citations_whose_links_open_the_pdf_at_the_page(client, http):
     resp = client.chat.completions.create(
-        model="smollm2", messages=[{"role": "user", "content": QUESTION}], max_tokens=30
+        model="smollm2",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=30,
+        extra_body=FALCON_ONLY,
     )
     message = resp.choices[0].message
     sources = resp.model_extra["sources"]
-    assert sources[0]["document"] == "falcon.pdf"
+    assert sources and {s["document"] for s in sources} == {"falcon.pdf"}
     assert message.annotations
-    urls = {a.url_citation.url for a in message.annotations}
-    assert all(a.type == "url_citation" for a in message.annotations)
-    falcon = next(s for s in sources if s["document"] == "falcon.pdf")
-    assert falcon["url"] in urls and falcon["url"].endswith(f"#page={falcon['page']}")
-    assert falcon["file_id"].startswith("file-") and "token=" not in falcon["url"]
-    got = pdf_of(http, falcon["url"])
+    cited = [
+        check_annotation(a.model_dump(), message.content, sources) for a in message.annotations
+    ]
+    first = cited[0]
+    assert first["file_id"].startswith("file-") and "token=" not in first["url"]
+    got = pdf_of(http, first["url"])
     assert got.status_code == 200 and got.headers["content-type"] == "application/pdf"
     assert got.content.startswith(b"%PDF")
-    assert falcon["file_id"][5:] == hashlib.sha256(got.content).hexdigest()[:32]
-    for a in message.annotations:
-        assert a.url_citation.title.startswith(tuple(s["document"] for s in sources))
-        assert 0 <= a.url_citation.start_index <= a.url_citation.end_index <= len(message.content)
+    assert first["file_id"][5:] == hashlib.sha256(got.content).hexdigest()[:32]
 
 
 def test_streamed_annotations_come_in_one_chunk_before_the_finish(client):
@@ -124,6 +149,7 @@ def test_streamed_annotations_come_in_one_chunk_before_the_finish(client):
             messages=[{"role": "user", "content": QUESTION}],
             max_tokens=30,
             stream=True,
+            extra_body=FALCON_ONLY,
         )
     )
 
@@ -134,10 +160,10 @@ def test_streamed_annotations_come_in_one_chunk_before_the_finish(client):
     assert len(carrying) == 1
     finish = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason)
     assert carrying[0] < finish
-    urls = {a["url_citation"]["url"] for a in notes(chunks[carrying[0]])}
-    assert all(a["type"] == "url_citation" for a in notes(chunks[carrying[0]]))
-    falcon = [s["url"] for s in chunks[0].model_extra["sources"] if s["document"] == "falcon.pdf"]
-    assert set(falcon) & urls and "/v1/files/file-" in falcon[0]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    sources = chunks[0].model_extra["sources"]
+    for note in notes(chunks[carrying[0]]):
+        assert "/v1/files/file-" in check_annotation(note, content, sources)["url"]
 
 
 def test_files_are_listed_and_described(http):

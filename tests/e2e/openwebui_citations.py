@@ -1,0 +1,155 @@
+"""End to end in a real browser: Open WebUI shows ragserve's citations as source chips, and a
+chip's link returns the cited PDF (no API key: a signed link).
+
+Not part of CI (Open WebUI and its dependencies are ~3 GB). Run it by hand:
+
+    python3 -m venv /tmp/owui && /tmp/owui/bin/pip install torch==2.13.0 open-webui==0.12.4
+    apt-get install -y chromium                     # Debian's Chromium
+    .venv/bin/pip install playwright                # the Python driver; no browser download
+    .venv/bin/python tests/e2e/openwebui_citations.py --open-webui /tmp/owui/bin/open-webui
+
+It starts ragserve (the bundled SmolLM2, an index of samples/, an API key, so links must
+be signed) and Open WebUI (no login, wired to ragserve), asks a question in the chat page
+with Chromium, waits for the answer, checks the source chips Open WebUI drew from the
+stream's `delta.annotations`, and fetches a chip's URL without credentials: it must be the
+PDF. Screenshots go to --out. Exit status 0 when every check passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QUESTION = "What was the budget of Project Falcon in 2025?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except Exception:
+            time.sleep(1)
+    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--open-webui", default="open-webui", help="the open-webui command")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "owui-e2e")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="owui-e2e-"))
+    rag_port, ui_port = free_port(), free_port()
+    rag_url = f"http://127.0.0.1:{rag_port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    ragserve = Path(sys.executable).parent / "ragserve"
+    subprocess.run(
+        [ragserve, "ingest", ROOT / "samples", "--index", work / "index", "--no-progress"],
+        check=True, env=env, capture_output=True,
+    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        rag_log = stack.enter_context(open(args.out / "ragserve.log", "w"))
+        ui_log = stack.enter_context(open(args.out / "open-webui.log", "w"))
+        serve = [ragserve, "serve", "--index", work / "index", "--port", str(rag_port)]
+        serve += ["--api-key", "e2e-key", "--public-url", rag_url, "--default-max-tokens", "60"]
+        ui_env = {
+            **env,
+            "DATA_DIR": str(work / "owui"),
+            "WEBUI_AUTH": "False",
+            "WEBUI_SECRET_KEY": "e2e",
+            "OFFLINE_MODE": "True",
+            "ENABLE_OLLAMA_API": "False",
+            "OPENAI_API_BASE_URL": rag_url + "/v1",
+            "OPENAI_API_KEY": "e2e-key",
+            "DEFAULT_MODELS": "smollm2",
+            "ENABLE_TITLE_GENERATION": "False",
+            "ENABLE_TAGS_GENERATION": "False",
+            "ENABLE_FOLLOW_UP_GENERATION": "False",
+        }
+        ui = [args.open_webui, "serve", "--host", "127.0.0.1", "--port", str(ui_port)]
+        procs = [
+            subprocess.Popen(serve, env=env, stdout=rag_log, stderr=subprocess.STDOUT),
+            subprocess.Popen(ui, env=ui_env, stdout=ui_log, stderr=subprocess.STDOUT),
+        ]
+        try:
+            wait_for(rag_url + "/health/ready", 180, procs[0])
+            wait_for(f"http://127.0.0.1:{ui_port}/health", 600, procs[1])
+            return browse(f"http://127.0.0.1:{ui_port}", args)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+
+
+def browse(ui: str, args: argparse.Namespace) -> int:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=args.chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(ui, wait_until="networkidle", timeout=120_000)
+        for label in ("Okay, Let's Go!", "Let's Go!", "Get started"):  # first-run notes
+            button = page.get_by_role("button", name=label)
+            if button.count():
+                button.first.click()
+        box = page.locator("#chat-input")
+        box.wait_for(timeout=120_000)
+        box.click()
+        page.keyboard.type(QUESTION)
+        page.keyboard.press("Enter")
+        # the answer, then the sources Open WebUI drew from the annotations
+        chips = page.locator("button", has_text="falcon-annual-report-2025.pdf")
+        chips.first.wait_for(timeout=300_000)
+        page.wait_for_timeout(2000)
+        page.screenshot(path=str(args.out / "answer.png"), full_page=True)
+        print("source chips:", [t.strip() for t in chips.all_inner_texts()])
+        chips.first.click()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(args.out / "citation.png"), full_page=True)
+        links = [
+            href
+            for href in page.locator("a[href*='/v1/files/']").evaluate_all(
+                "els => els.map(e => e.href)"
+            )
+        ]
+        print("links:", links)
+        if not links:
+            print("FAIL: no link to the PDF in the citation view")
+            return 1
+        pdf = page.request.get(links[0])  # no Authorization header: the signed token alone
+        kind = pdf.headers.get("content-type", "")
+        body = pdf.body()
+        print("GET", links[0].split("?")[0], "->", pdf.status, kind, len(body), "bytes")
+        ok = pdf.status == 200 and kind == "application/pdf" and body.startswith(b"%PDF")
+        print("PASS" if ok else "FAIL")
+        browser.close()
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
