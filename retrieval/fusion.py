@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 
 IDENTIFIER_DOCS = 3  # an identifier matching at most this many documents is decisive
+DECISIVE_BONUS = 1.0  # fused scores: [0, 1] from the lists, +1 for a decisive identifier
+MAX_SCORE = 1.0 + DECISIVE_BONUS
 # runs of letters/digits joined by - _ / . that contain a digit, or letter+digit words
 _IDENTIFIER = re.compile(r"[^\W_]+(?:[-_/.][^\W_]+)+|[^\W\d_]+\d[^\W_]*|\d+[^\W\d_][^\W_]*", re.U)
 
@@ -63,7 +65,8 @@ def fuse(
         parts.append((separation(scaled.values()), scaled))
     weight = sum(w for w, _ in parts) or 1.0
     fused = {
-        i: sum(w * scaled[i] for w, scaled in parts) / weight + (1.0 if i in decisive else 0.0)
+        i: sum(w * scaled[i] for w, scaled in parts) / weight
+        + (DECISIVE_BONUS if i in decisive else 0.0)
         for i in pool
     }
     return sorted(fused.items(), key=lambda kv: kv[1], reverse=True)

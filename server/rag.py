@@ -37,6 +37,7 @@ _BACKGROUND = (
 _QUESTION = re.compile(r"<user_query>|<context>")  # Open WebUI's RAG template
 _USER_QUERY = re.compile(r"<user_query>(.*?)</user_query>", re.S)
 _CITATION = re.compile(r"\[(\d{1,3})\]")
+_MARKDOWN = re.compile(r"[\[\]\\]")  # characters that would end a link's text
 
 
 class TurnMemory:
@@ -241,5 +242,8 @@ def sources_footer(answer: str, sources: list[Source]) -> str:
     shown = [s for s in sources if s.index in cited] or sources
     lines = []
     for s in shown:
-        lines.append(f"[{s.index}] {s.document}, {page_label(s.page, s.page_end)}")
+        label = f"{s.document}, {page_label(s.page, s.page_end)}"
+        if s.url:  # a markdown link: LibreChat and Open WebUI render it clickable
+            label = "[" + _MARKDOWN.sub(r"\\\g<0>", label) + f"]({s.url})"
+        lines.append(f"[{s.index}] {label}")
     return "\n\nSources:\n" + "\n".join(lines)

@@ -19,9 +19,11 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import msgspec
 import structlog
 
 from ragserve.errors import Conflict, InvalidRequest, NotFound
+from ragserve.retrieval.fusion import MAX_SCORE
 from ragserve.retrieval.search import Filters, Hit, Retriever
 
 from ..catalog import Catalog, StoreFileRecord, StoreRecord
@@ -222,6 +224,9 @@ class VectorStores:
             record = files.get(h.document)
             if record is None and sid != DEFAULT_STORE:
                 continue  # being removed
+            # OpenAI's scores are 0..1: the hybrid score scaled (>= 0.5: an identifier of
+            # the query named this document)
+            h = msgspec.structs.replace(h, score=round(min(1.0, h.score / MAX_SCORE), 6))
             if threshold is not None and h.score < threshold:
                 continue
             out.append((record or _corpus_record(sid, h.document), h))

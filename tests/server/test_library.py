@@ -224,3 +224,42 @@ def keyed_library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[Li
 def test_with_keys_every_library_route_refuses_a_missing_key(keyed_library, method, path):
     with httpx.Client(base_url=keyed_library.url) as http:
         assert http.request(method, path, json={}).status_code == 401
+
+
+def test_chat_filters_and_score_threshold_narrow_what_is_searched(sdk, pdfs):
+    store = sdk.vector_stores.create(name="chat-filters")
+    sdk.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=store.id, files=[pdfs["ko"], pdfs["en"]]
+    )
+    for f in sdk.vector_stores.files.list(store.id):
+        name = sdk.files.retrieve(f.id).filename
+        sdk.vector_stores.files.update(
+            file_id=f.id, vector_store_id=store.id, attributes={"lang": name[:2]}
+        )
+    ask = [{"role": "user", "content": "What does the ZEPHYR-88 agreement cover?"}]
+    only_ko = {"type": "eq", "key": "lang", "value": "계약"}
+    resp = sdk.chat.completions.create(
+        model="smollm2",
+        messages=ask,
+        max_tokens=5,
+        extra_body={"rag": {"vector_store_ids": [store.id], "filters": only_ko}},
+    )
+    assert {s["document"] for s in resp.model_extra["sources"]} == {"계약서.pdf"}
+    everything = search(sdk, store.id, "ZEPHYR-88 agreement")
+    top = max(r.score for r in everything)
+    strict = search(sdk, store.id, "ZEPHYR-88 agreement", ranking_options={"score_threshold": top})
+    assert strict and all(r.score >= top for r in strict) and len(strict) < len(everything)
+
+
+def test_an_upload_name_cannot_escape_the_data_directory(sdk, pdfs, library):
+    with open(pdfs["en"], "rb") as fh:
+        created = sdk.files.create(file=("../../../../tmp/escaped.pdf", fh), purpose="assistants")
+    assert created.filename == "escaped.pdf"
+    store = sdk.vector_stores.create(name="escape")
+    done = sdk.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=created.id)
+    assert done.status == "completed"
+    assert {r.filename for r in search(sdk, store.id, "ZEPHYR-88")} == {"escaped.pdf"}
+    data = library.app.state.settings.data
+    blobs = [p.name for p in (data / "files").iterdir()]
+    assert all(len(name) == 64 + 4 and name.endswith(".pdf") for name in blobs)  # sha256.pdf
+    assert not Path("/tmp/escaped.pdf").exists()

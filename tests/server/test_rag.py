@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from fakes import FakeEngine
 
@@ -107,6 +108,10 @@ def test_sources_footer_lists_cited_sources_or_all():
     assert rag.sources_footer("see [2]", packed.sources) == "\n\nSources:\n[2] b.pdf, p. 2"
     assert rag.sources_footer("no cites", packed.sources).count("\n[") == 2
     assert rag.sources_footer("x", []) == ""
+    linked = [msgspec.structs.replace(packed.sources[1], url="http://h/v1/files/f/content#page=2")]
+    assert rag.sources_footer("see [2]", linked).endswith(
+        "[2] [b.pdf, p. 2](http://h/v1/files/f/content#page=2)"
+    )
 
 
 def test_chat_markup_in_a_passage_stays_text(engine):
