@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -190,10 +191,16 @@ class Retriever:
             return []
         started = time.perf_counter()
         self.refresh()
+        with self._using() as version:
+            return self._search(version, query, top_k, filters, mode, started, rerank)
+
+    @contextmanager
+    def _using(self) -> Iterator[IndexVersion]:
+        """The current version, held (not closed by a switch) until the block ends."""
         with self._lock:  # no retire() between reading the version and acquiring it
             version = self._current().acquire()
         try:
-            return self._search(version, query, top_k, filters, mode, started, rerank)
+            yield version
         finally:
             version.release()
 
@@ -206,20 +213,12 @@ class Retriever:
 
     def documents(self, paths: Iterable[str]) -> dict[str, DocumentRow]:
         """The current version's rows for these document paths (those it holds)."""
-        with self._lock:
-            version = self._current().acquire()
-        try:
+        with self._using() as version:
             return {p: row for p in set(paths) if (row := version.store.document(p)) is not None}
-        finally:
-            version.release()
 
     def documents_all(self) -> list[DocumentRow]:
-        with self._lock:
-            version = self._current().acquire()
-        try:
+        with self._using() as version:
             return version.store.documents()
-        finally:
-            version.release()
 
     def document_by_file_id(self, file_id: str) -> DocumentRow | None:
         """The document whose content `file_id` names (see `file_id`), if indexed."""
@@ -227,12 +226,8 @@ class Retriever:
         if len(digest) != FILE_ID_HEX or not all(c in "0123456789abcdef" for c in digest):
             return None
         self.refresh()
-        with self._lock:
-            version = self._current().acquire()
-        try:
+        with self._using() as version:
             return version.store.document_by_hash(digest)
-        finally:
-            version.release()
 
     @staticmethod
     def _fuse(

@@ -19,7 +19,7 @@ from .. import rag
 from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
 from ..library import Library
-from ..protocol import Filter, Source, logit_bias_of, usage_of, validate_filter
+from ..protocol import Annotation, Filter, Source, logit_bias_of, usage_of, validate_filter
 from ..sse import frame
 from ..state import AppState
 from ..vector_stores.service import DEFAULT_STORE
@@ -55,6 +55,12 @@ class Prepared(Admitted):
     append_sources: bool = False
     tools: ToolFormat | None = None  # the family whose calls are parsed out of the text
     parallel: bool = True
+
+
+class Cited(msgspec.Struct, frozen=True):
+    """The answer's citations, once its text is complete (before it finishes)."""
+
+    annotations: list[Annotation]
 
 
 class ChatService:
@@ -212,9 +218,9 @@ class ChatService:
             out.append(msgspec.structs.replace(s, file_id=fid, url=url))
         return out
 
-    async def _events(self, p: Prepared) -> AsyncIterator[ChatEvent]:
-        """The engine's events, tool calls parsed out, and the sources footer as a last
-        text delta (not after calls: that turn is not the answer yet)."""
+    async def _events(self, p: Prepared) -> AsyncIterator[ChatEvent | Cited]:
+        """The engine's events, tool calls parsed out, then (not after calls: that turn is
+        not the answer yet) the sources footer as a last text delta and the citations."""
         events: AsyncIterator[ChatEvent] = p.handle  # type: ignore[assignment]
         if p.tools is not None:
             events = with_tool_calls(p.handle, p.tools, p.parallel)  # type: ignore[arg-type]
@@ -225,9 +231,15 @@ class ChatService:
                 answer.append(event.text)
             elif isinstance(event, CallDelta):
                 called = True
-            else:
-                if p.append_sources and not called and event.finish_reason != "cancelled":
-                    yield TextDelta(rag.sources_footer("".join(answer), p.sources))
+            elif not called and event.finish_reason != "cancelled":
+                if p.append_sources:
+                    footer = rag.sources_footer("".join(answer), p.sources)
+                    answer.append(footer)
+                    yield TextDelta(footer)
+                cited = url_citations("".join(answer), p.sources)
+                if cited:  # as soon as it is known: when the answer (and its [n]) is complete
+                    yield Cited(cited)
+            if isinstance(event, Finished):
                 self._log_done(p, event)
             yield event
 
@@ -248,9 +260,12 @@ class ChatService:
     async def complete(self, p: Prepared) -> ChatCompletion:
         answer = Assembled()
         done: Finished | None = None
+        cited: list[Annotation] = []
         async for event in self._events(p):
             if isinstance(event, Finished):
                 done = event
+            elif isinstance(event, Cited):
+                cited = event.annotations
             else:
                 answer.add(event)
         assert done is not None
@@ -264,9 +279,7 @@ class ChatService:
                     message=AssistantMessage(
                         content=answer.content(),
                         tool_calls=answer.tool_calls(),
-                        annotations=[]
-                        if answer.calls
-                        else url_citations("".join(answer.text), p.sources),
+                        annotations=cited,
                     ),
                     finish_reason=done.finish_reason,
                 )
@@ -287,23 +300,15 @@ class ChatService:
                 )
             )
 
-        text: list[str] = []
-        called = False
-
-        def delta(event: TextDelta | CallDelta) -> bytes:
-            nonlocal called
+        def delta(event: TextDelta | CallDelta | Cited) -> bytes:
             if isinstance(event, CallDelta):
-                called = True
                 return chunk(Delta(tool_calls=event.calls))
-            text.append(event.text)
+            if isinstance(event, Cited):
+                return chunk(Delta(annotations=event.annotations))
             return chunk(Delta(content=event.text))
 
         def finish(done: Finished) -> list[bytes]:
-            frames = []
-            cited = [] if called else url_citations("".join(text), p.sources)
-            if cited:  # as soon as it is known: when the answer (and its [n]) is complete
-                frames.append(chunk(Delta(annotations=cited)))
-            frames.append(chunk(Delta(), done.finish_reason))
+            frames = [chunk(Delta(), done.finish_reason)]
             if p.include_usage:
                 frames.append(
                     frame(

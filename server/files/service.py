@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ragserve.errors import Conflict, InvalidRequest, NotFound
+from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady
 from ragserve.retrieval.search import file_id
 from ragserve.retrieval.store import DocumentRow, sha256_file
 
@@ -69,14 +69,14 @@ class FileService:
     def _document(self, fid: str) -> DocumentRow | None:
         try:
             return self.state.retriever.document_by_file_id(fid)
-        except Exception:  # no index yet: only uploads exist
+        except NotReady:  # no index yet (or still loading): only uploads exist
             return None
 
     def list(self) -> FileList:
         data = {r.id: from_record(r) for r in self.catalog.files()}
         try:
             rows = self.state.retriever.documents_all()
-        except Exception:
+        except NotReady:
             rows = []
         for row in sorted(rows, key=lambda r: r.path):
             data.setdefault(file_id(row.sha256), from_document(row))

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from ragserve.errors import InvalidRequest, NotFound
+from ragserve.retrieval.search import file_id
 
 from ..catalog import StoreFileRecord, StoreRecord
 from ..protocol import validate_filter
@@ -56,10 +57,11 @@ class StoreApi:
             if self.catalog.file(fid) is None:
                 raise InvalidRequest(f"No such File object: {fid}", param="file_ids")
 
-    def _store(self, record: StoreRecord) -> VectorStore:
+    def _store(self, record: StoreRecord, sizes: dict[str, int] | None = None) -> VectorStore:
         files = self.catalog.store_files(record.id)
         c = counts(files)
-        sizes = {f.id: f.bytes for f in self.catalog.files()}
+        if sizes is None:
+            sizes = self._sizes()
         return VectorStore(
             id=record.id,
             created_at=record.created_at,
@@ -91,8 +93,12 @@ class StoreApi:
             self.stores.attach(record.id, fid, {})
         return self._store(record)
 
+    def _sizes(self) -> dict[str, int]:
+        return {f.id: f.bytes for f in self.catalog.files()}
+
     def list(self) -> VectorStoreList:
-        data = [self._store(r) for r in self.catalog.stores()]
+        sizes = self._sizes()
+        data = [self._store(r, sizes) for r in self.catalog.stores()]
         return VectorStoreList(
             data=data,
             first_id=data[0].id if data else None,
@@ -176,11 +182,13 @@ class StoreApi:
         found = self.stores.search(
             sid, " ".join(queries), body.max_num_results, body.filters, threshold
         )
+        unlisted = {h.document for record, h in found if not record.file_id}
+        ids = self._corpus_ids(sid, unlisted) if unlisted else {}
         return SearchResults(
             search_query=queries,
             data=[
                 SearchResult(
-                    file_id=record.file_id or _file_id_of(self.stores, sid, hit.document),
+                    file_id=record.file_id or ids.get(hit.document, ""),
                     filename=hit.document,
                     score=hit.score,
                     attributes=record.attributes,
@@ -190,12 +198,9 @@ class StoreApi:
             ],
         )
 
-
-def _file_id_of(stores: VectorStores, sid: str, document: str) -> str:
-    retriever = stores.retriever(sid)
-    if retriever is None:
-        return ""
-    from ragserve.retrieval.search import file_id
-
-    row = retriever.documents([document]).get(document)
-    return file_id(row.sha256) if row else ""
+    def _corpus_ids(self, sid: str, documents: set[str]) -> dict[str, str]:
+        """File ids of documents the CLI put in a store (they have no upload record)."""
+        retriever = self.stores.retriever(sid)
+        if retriever is None:
+            return {}
+        return {d: file_id(row.sha256) for d, row in retriever.documents(documents).items()}
