@@ -120,6 +120,31 @@ class Model:
             self.ptr = None
 
 
+# KV cache element types (ggml_type ids). Per token, Qwen2.5-7B keeps 28 layers x 2 x 512
+# values: 56 KiB in f16, 30 KiB in q8_0, 16 KiB in q4_0. Quantized caches need flash attention.
+KV_CACHE_TYPES = {"f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2}
+FLASH_ATTN = ("auto", "on", "off")
+
+
+def kv_cache_type(name: str) -> int:
+    try:
+        return KV_CACHE_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown KV cache type {name!r}") from None
+
+
+def flash_attn_type(mode: bool | str) -> int:
+    """llama.cpp's flash-attention switch: on, off, or auto (on where the backend has it)."""
+    lib = _lib()
+    if mode is True or mode == "on":
+        return int(lib.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+    if mode is False or mode == "off":
+        return int(lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    if mode == "auto":
+        return int(lib.LLAMA_FLASH_ATTN_TYPE_AUTO)
+    raise ValueError(f"flash attention must be one of {', '.join(FLASH_ATTN)}, not {mode!r}")
+
+
 class Context:
     """One llama.cpp context with `n_seq` independent sequences of `n_ctx` cells each."""
 
@@ -131,7 +156,8 @@ class Context:
         n_seq: int,
         n_batch: int,
         n_threads: int,
-        flash_attn: bool,
+        flash_attn: bool | str,
+        kv_type: str = "f16",
     ) -> None:
         lib = _lib()
         params = lib.llama_context_default_params()
@@ -142,15 +168,15 @@ class Context:
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
-        params.flash_attn_type = (
-            lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_AUTO
-        )
+        params.flash_attn_type = flash_attn_type(flash_attn)
+        params.type_k = params.type_v = kv_cache_type(kv_type)
         params.no_perf = True
         ptr = lib.llama_init_from_model(model.ptr, params)
         if not ptr:
             raise BackendError(
-                f"llama.cpp could not create a context of {n_seq} x {n_ctx} tokens "
-                "(out of memory? lower --n-ctx or --parallel)"
+                f"llama.cpp could not create a context of {n_seq} x {n_ctx} tokens with a "
+                f"{kv_type} KV cache (out of memory? lower --n-ctx or --parallel, or a smaller "
+                "--kv-cache-type; a quantized cache needs flash attention)"
             )
         self.ptr = ptr
         self.model = model

@@ -15,7 +15,8 @@ from ragserve.errors import InvalidRequest
 
 from .chat import ChatTemplate
 from .grammar import GrammarCache, check_gbnf
-from .llama import Candidates, Context, Grammar, Model, Sampler
+from .llama import Candidates, Context, Grammar, Model, Sampler, flash_attn_type
+from .llama import kv_cache_type as kv_cache_type_id
 from .scheduler import Scheduler
 from .tool_formats import ToolFormat
 from .types import BackendError, SamplingParams
@@ -128,10 +129,13 @@ class LlamaEngine(Scheduler):
         n_threads: int | None = None,
         n_batch: int = 512,
         max_queue: int = 16,
-        flash_attn: bool = True,
+        flash_attn: bool | str = True,
+        kv_cache_type: str = "f16",
         stream_interval: float = 0.05,
         warmup: bool = True,
     ) -> None:
+        kv_cache_type_id(kv_cache_type)  # a bad name fails before the model is read
+        flash_attn_type(flash_attn)
         if n_gpu_layers is None:
             n_gpu_layers = default_gpu_layers()
         # llama.cpp defaults to half the cores; prompt processing wants all of them.
@@ -147,6 +151,7 @@ class LlamaEngine(Scheduler):
                 n_batch=max(n_batch, parallel),
                 n_threads=n_threads,
                 flash_attn=flash_attn,
+                kv_type=kv_cache_type,
             )
         except Exception:
             model.close()

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import msgspec
 
+from ragserve.engine.llama import FLASH_ATTN, KV_CACHE_TYPES
 from ragserve.options import (
     Option,
     SettingError,
     add_options,
     boolean,
+    choice,
     items,
     number,
     path,
@@ -33,6 +35,8 @@ class Settings(msgspec.Struct, frozen=True):
     n_threads: int | None = None
     n_batch: int = 512
     parallel: int = 4
+    flash_attn: str = "auto"
+    kv_cache_type: str = "f16"
     stream_interval: float = 0.05
     max_queue: int = 16
     default_max_tokens: int = 512
@@ -113,6 +117,21 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         4,
         "requests generated at once (continuous batching); each holds --n-ctx tokens of KV cache, "
         "so memory grows with it",
+    ),
+    Option(
+        "flash_attn",
+        "--flash-attn",
+        choice(*FLASH_ATTN),
+        "auto",
+        "flash attention: on, off, or auto (on where the backend supports it)",
+    ),
+    Option(
+        "kv_cache_type",
+        "--kv-cache-type",
+        choice(*KV_CACHE_TYPES),
+        "f16",
+        "element type of the KV cache (K and V): q8_0 halves its memory, q4_0 quarters it; "
+        "quantized types need flash attention",
     ),
     Option(
         "n_batch",
@@ -294,6 +313,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         except OSError as exc:
             raise SettingError(f"--api-key-file {key_file}: {exc.strerror}") from None
         keys += [k.strip() for k in lines if k.strip()]
+    if values["kv_cache_type"] not in ("f16", "bf16") and values["flash_attn"] == "off":
+        raise SettingError(
+            f"--kv-cache-type {values['kv_cache_type']} needs flash attention: "
+            "--flash-attn on or auto"
+        )
     return Settings(
         retrieval=retrieval_settings(args),
         api_keys=tuple(keys),

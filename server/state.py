@@ -64,16 +64,14 @@ class AppState:
         self._loader.start()
 
     def _load(self) -> None:
+        """The model and the embedder load side by side: llama.cpp reads its file with the GIL
+        released while torch and the embedding model import, so ready comes after the slower of
+        the two rather than after both."""
         s = self.settings
-        try:
-            embedder = self._embedder or s.retrieval.embedder()
-            self._embedder = embedder
-            if self._retriever is None:
-                self._retriever = Retriever(
-                    s.retrieval.index_dir, embedder, reranker=s.retrieval.reranker()
-                )
-            embedder.dim  # noqa: B018 - load the weights now, not on the first request
-            if self._engine is None:
+        failures: list[BaseException] = []
+
+        def load_engine() -> None:
+            try:
                 self._engine = LlamaEngine(
                     s.model_path or bundled_model_path(),
                     model_id=self.model_id,
@@ -82,12 +80,41 @@ class AppState:
                     n_threads=s.n_threads,
                     n_batch=s.n_batch,
                     parallel=s.parallel,
+                    flash_attn=s.flash_attn,
+                    kv_cache_type=s.kv_cache_type,
                     stream_interval=s.stream_interval,
                     max_queue=s.max_queue,
                 )
+            except BaseException as exc:  # reported by the loader thread below
+                failures.append(exc)
+
+        engine_loader = None
+        if self._engine is None:
+            engine_loader = threading.Thread(target=load_engine, name="model-loader", daemon=True)
+            engine_loader.start()
+        try:
+            embedder = self._embedder or s.retrieval.embedder()
+            self._embedder = embedder
+            if self._retriever is None:
+                retriever = Retriever(
+                    s.retrieval.index_dir, embedder, reranker=s.retrieval.reranker()
+                )
+            embedder.dim  # noqa: B018 - load the weights now, not on the first request
+        except BaseException as exc:
+            failures.append(exc)
+        if engine_loader is not None:
+            engine_loader.join()
+        try:
+            if failures:
+                raise failures[0]
+            if self._retriever is None:
+                self._retriever = retriever
             self._watch(self._engine)
             log.info("server.ready", seconds=round(time.time() - self.started_at, 2))
         except Exception as exc:
+            if self._engine is not None and self._owns_engine:
+                self._engine.close()
+                self._engine = None
             self.load_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
             log.exception("server.load_failed", error=self.load_error)
 

@@ -79,6 +79,9 @@ def test_bad_settings_fail_with_one_line_naming_them():
         ({"RAGSERVE_PARALLEL": "0"}, "RAGSERVE_PARALLEL"),
         ({"RAGSERVE_EMBED_DEVICE": "tpu"}, "RAGSERVE_EMBED_DEVICE"),
         ({"RAGSERVE_STREAM_INTERVAL": "soon"}, "RAGSERVE_STREAM_INTERVAL"),
+        ({"RAGSERVE_KV_CACHE_TYPE": "q5"}, "RAGSERVE_KV_CACHE_TYPE"),
+        ({"RAGSERVE_FLASH_ATTN": "maybe"}, "RAGSERVE_FLASH_ATTN"),
+        ({"RAGSERVE_KV_CACHE_TYPE": "q4_0", "RAGSERVE_FLASH_ATTN": "off"}, "--flash-attn"),
     ):
         out = ragserve("serve", env=env, timeout=60)
         assert out.returncode == 2, out.stderr

@@ -1,0 +1,89 @@
+"""Loading: the model and the embedder load side by side; a failure in either is reported."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from helpers import generate_text
+
+from ragserve.engine import LlamaEngine
+from ragserve.retrieval.config import RetrievalSettings
+from ragserve.server.settings import Settings, bundled_model_path
+from ragserve.server.state import AppState
+
+
+def _wait(state: AppState, seconds: float = 180) -> None:
+    state.start_loading()
+    deadline = time.monotonic() + seconds
+    while not state.ready and state.load_error is None:
+        assert time.monotonic() < deadline, "never loaded"
+        time.sleep(0.05)
+
+
+def test_model_and_embedder_load_together_and_serve(index_dir):
+    settings = Settings(
+        retrieval=RetrievalSettings(index_dir=index_dir),
+        n_ctx=512,
+        parallel=1,
+        kv_cache_type="q8_0",
+        flash_attn="on",
+    )
+    state = AppState(settings)
+    try:
+        _wait(state)
+        assert state.ready and state.load_error is None
+        assert state.retriever.search("Project Falcon budget", 1)
+        engine = state.engine
+        prompt = engine.chat_tokens([{"role": "user", "content": "Say hello."}])
+        text, done = asyncio.run(generate_text(engine, prompt, max_tokens=8, ignore_eos=True))
+        assert done.completion_tokens == 8 and text
+    finally:
+        state.close()
+
+
+def test_a_model_that_fails_to_load_is_reported_and_nothing_is_left_half_loaded(
+    index_dir, tmp_path
+):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    state = AppState(Settings(retrieval=RetrievalSettings(index_dir=index_dir), model_path=bad))
+    _wait(state)
+    assert not state.ready and state.load_error
+    with pytest.raises(Exception, match="failed to load"):
+        _ = state.engine
+
+
+def test_an_index_that_fails_to_open_is_reported_and_the_model_is_freed(tmp_path):
+    missing = tmp_path / "no-index"
+    state = AppState(Settings(retrieval=RetrievalSettings(index_dir=missing), n_ctx=256))
+    _wait(state)
+    assert not state.ready and state.load_error
+    assert state._engine is None  # loaded alongside, then closed: not kept half-ready
+
+
+@pytest.mark.parametrize("kv", ["f16", "q8_0", "q4_0"])
+def test_kv_cache_types_generate_text(kv):
+    engine = LlamaEngine(
+        bundled_model_path(),
+        model_id="kv",
+        n_ctx=256,
+        parallel=2,
+        kv_cache_type=kv,
+        flash_attn="on",
+        warmup=False,
+    )
+    try:
+        prompt = engine.chat_tokens([{"role": "user", "content": "Name three rivers."}])
+        text, done = asyncio.run(
+            generate_text(engine, prompt, max_tokens=12, temperature=0, ignore_eos=True)
+        )
+    finally:
+        engine.close()
+    assert done.completion_tokens == 12 and text.strip()
+
+
+def test_unknown_kv_cache_type_is_refused_before_loading():
+    with pytest.raises(ValueError, match="KV cache type"):
+        LlamaEngine(bundled_model_path(), model_id="kv", n_ctx=256, kv_cache_type="q5")
