@@ -192,9 +192,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--prompt-tokens", type=int, default=1500)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--json", default=None, help="also write the levels to this file")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
-    asyncio.run(
+    result = asyncio.run(
         sweep(
             args.base_url.rstrip("/"),
             args.model,
@@ -205,6 +206,9 @@ def main() -> None:
             api_key=args.api_key,
         )
     )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([lv._asdict() for lv in result], f, indent=1)
 
 
 if __name__ == "__main__":

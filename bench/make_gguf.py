@@ -68,21 +68,76 @@ def tokenizer_fields(source: Path, n_vocab: int) -> dict[str, object]:
     return fields
 
 
-def write_f16(out: Path, shape: Shape, tokenizer: dict[str, object], seed: int = 0) -> None:
+def tensor_plan(shape: Shape) -> list[tuple[str, tuple[int, int] | tuple[int], str]]:
+    """(name, numpy shape (rows = outputs, cols = inputs), role) of every tensor, in order.
+
+    The role names the tensor's place for llama.cpp's Q4_K_M recipe: "norm" and "bias" stay
+    F32, "attn_v" and "ffn_down" get Q6_K in the layers `use_more_bits` picks, "output" Q6_K.
+    """
+    s = shape
+    kv = s.n_head_kv * (s.n_embd // s.n_head)
+    plan: list[tuple[str, tuple[int, int] | tuple[int], str]] = [
+        ("token_embd.weight", (s.n_vocab, s.n_embd), "weight")
+    ]
+    for i in range(s.n_layer):
+        b = f"blk.{i}."
+        plan += [
+            (b + "attn_norm.weight", (s.n_embd,), "norm"),
+            (b + "attn_q.weight", (s.n_embd, s.n_embd), "weight"),
+            (b + "attn_q.bias", (s.n_embd,), "bias"),
+            (b + "attn_k.weight", (kv, s.n_embd), "weight"),
+            (b + "attn_k.bias", (kv,), "bias"),
+            (b + "attn_v.weight", (kv, s.n_embd), "attn_v"),
+            (b + "attn_v.bias", (kv,), "bias"),
+            (b + "attn_output.weight", (s.n_embd, s.n_embd), "weight"),
+            (b + "ffn_norm.weight", (s.n_embd,), "norm"),
+            (b + "ffn_gate.weight", (s.n_ff, s.n_embd), "weight"),
+            (b + "ffn_up.weight", (s.n_ff, s.n_embd), "weight"),
+            (b + "ffn_down.weight", (s.n_embd, s.n_ff), "ffn_down"),
+        ]
+    plan += [
+        ("output_norm.weight", (s.n_embd,), "norm"),
+        ("output.weight", (s.n_vocab, s.n_embd), "output"),  # untied: a tensor of its own
+    ]
+    return plan
+
+
+def q4_k_m_type(name: str, role: str, n_layer: int) -> str:
+    """The type llama.cpp's Q4_K_M recipe (src/llama-quant.cpp) gives a qwen2 tensor."""
+    if role in ("norm", "bias"):
+        return "F32"
+    if role == "output":
+        return "Q6_K"
+    if role in ("attn_v", "ffn_down"):
+        i = int(name.split(".")[1])
+        more_bits = i < n_layer // 8 or i >= 7 * n_layer // 8 or (i - n_layer // 8) % 3 == 2
+        return "Q6_K" if more_bits else "Q4_K"
+    return "Q4_K"
+
+
+def _blocks(rng: np.random.Generator, rows: int, cols: int, kind: str) -> np.ndarray:
+    """Random but well-formed K-quant blocks: weights of about normal(0, 0.02), no NaN/Inf.
+
+    Q4_K (144 bytes per 256 weights): f16 d, f16 dmin, 12 bytes of 6-bit scales and mins,
+    128 bytes of 4-bit values; w = d*scale*q - dmin*min. Q6_K (210 bytes): 128 + 64 bytes of
+    6-bit values, 16 int8 scales, f16 d; w = d*scale*(q-32). Random bytes everywhere but the
+    f16 factors, which are set so the weights' spread matches the F16 path's.
+    """
+    size, d_at, factors = {
+        "Q4_K": (144, 0, np.array([1e-4, 7.5e-4], dtype=np.float16)),
+        "Q6_K": (210, 208, np.array([1.5e-5], dtype=np.float16)),
+    }[kind]
+    if cols % 256:
+        raise SystemExit(f"{kind} needs rows of a multiple of 256 weights, not {cols}")
+    data = rng.integers(0, 256, (rows, cols // 256, size), dtype=np.uint8)
+    data[:, :, d_at : d_at + 2 * len(factors)] = factors.view(np.uint8)
+    return data.reshape(rows, -1)
+
+
+def _writer(out: Path, shape: Shape, tokenizer: dict[str, object], ftype: str):
     import gguf
 
     s = shape
-    head_dim = s.n_embd // s.n_head
-    kv = s.n_head_kv * head_dim
-    rng = np.random.default_rng(seed)
-    cache: dict[tuple[int, ...], np.ndarray] = {}
-
-    def weight(*dims: int) -> np.ndarray:  # numpy order: (rows = outputs, cols = inputs)
-        if dims not in cache:
-            cache[dims] = (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(np.float16)
-        return cache[dims]
-
-    ones = np.ones(s.n_embd, dtype=np.float32)
     w = gguf.GGUFWriter(str(out), "qwen2")
     w.add_name(f"random-{out.stem}")
     w.add_context_length(s.n_ctx)
@@ -93,8 +148,13 @@ def write_f16(out: Path, shape: Shape, tokenizer: dict[str, object], seed: int =
     w.add_head_count_kv(s.n_head_kv)
     w.add_rope_freq_base(s.rope_base)
     w.add_layer_norm_rms_eps(s.rms_eps)
-    w.add_file_type(FTYPES["F16"])
-    for key, value in tokenizer.items():
+    w.add_file_type(FTYPES[ftype])
+    add_fields(w, tokenizer)
+    return w
+
+
+def add_fields(w, fields: dict[str, object]) -> None:
+    for key, value in fields.items():
         if isinstance(value, list):
             w.add_array(key, value)
         elif isinstance(value, bool):
@@ -105,27 +165,72 @@ def write_f16(out: Path, shape: Shape, tokenizer: dict[str, object], seed: int =
             w.add_float32(key, value)
         else:
             w.add_string(key, str(value))
-    w.add_tensor("token_embd.weight", weight(s.n_vocab, s.n_embd))
-    for i in range(s.n_layer):
-        b = f"blk.{i}."
-        w.add_tensor(b + "attn_norm.weight", ones)
-        w.add_tensor(b + "attn_q.weight", weight(s.n_embd, s.n_embd))
-        w.add_tensor(b + "attn_q.bias", np.zeros(s.n_embd, dtype=np.float32))
-        w.add_tensor(b + "attn_k.weight", weight(kv, s.n_embd))
-        w.add_tensor(b + "attn_k.bias", np.zeros(kv, dtype=np.float32))
-        w.add_tensor(b + "attn_v.weight", weight(kv, s.n_embd))
-        w.add_tensor(b + "attn_v.bias", np.zeros(kv, dtype=np.float32))
-        w.add_tensor(b + "attn_output.weight", weight(s.n_embd, s.n_embd))
-        w.add_tensor(b + "ffn_norm.weight", ones)
-        w.add_tensor(b + "ffn_gate.weight", weight(s.n_ff, s.n_embd))
-        w.add_tensor(b + "ffn_up.weight", weight(s.n_ff, s.n_embd))
-        w.add_tensor(b + "ffn_down.weight", weight(s.n_embd, s.n_ff))
-    w.add_tensor("output_norm.weight", ones)
-    w.add_tensor("output.weight", weight(s.n_vocab, s.n_embd))  # untied: a tensor of its own
+
+
+def _finish(w) -> None:
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def write_f16(out: Path, shape: Shape, tokenizer: dict[str, object], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    cache: dict[tuple[int, ...], np.ndarray] = {}
+    w = _writer(out, shape, tokenizer, "F16")
+    for name, dims, role in tensor_plan(shape):
+        if role == "norm":
+            w.add_tensor(name, np.ones(dims, dtype=np.float32))
+        elif role == "bias":
+            w.add_tensor(name, np.zeros(dims, dtype=np.float32))
+        else:  # one array per shape, reused across layers: memory stays a few GB
+            if dims not in cache:
+                cache[dims] = (rng.standard_normal(dims, dtype=np.float32) * 0.02).astype(
+                    np.float16
+                )
+            w.add_tensor(name, cache[dims])
+    _finish(w)
+
+
+def write_q4_k_m(out: Path, shape: Shape, tokenizer: dict[str, object], seed: int = 0) -> None:
+    """The Q4_K_M file written directly: llama.cpp's per-tensor types, random K-quant blocks.
+
+    Speed depends on each tensor's shape and type, not on the values, so this gives what
+    quantizing the F16 file gives (tests/test_make_gguf.py compares the two tensor by
+    tensor) without writing 15 GB of F16 first and quantizing it: seconds instead of
+    minutes on the GPU machine, whose time is counted.
+    """
+    import gguf
+
+    rng = np.random.default_rng(seed)
+    cache: dict[tuple[str, int, int], np.ndarray] = {}
+    w = _writer(out, shape, tokenizer, "Q4_K_M")
+    for name, dims, role in tensor_plan(shape):
+        kind = q4_k_m_type(name, role, shape.n_layer)
+        if kind == "F32":
+            fill = np.ones if role == "norm" else np.zeros
+            w.add_tensor(name, fill(dims, dtype=np.float32))
+            continue
+        rows, cols = dims
+        key = (kind, rows, cols)
+        if key not in cache:
+            cache[key] = _blocks(rng, rows, cols, kind)
+        w.add_tensor(name, cache[key], raw_dtype=gguf.GGMLQuantizationType[kind])
+    _finish(w)
+
+
+def write_tokenizer(out: Path, source: Path) -> Path:
+    """A GGUF holding only `source`'s tokenizer metadata (a few MB): --tokenizer-from input
+    for machines that should not receive the whole small model."""
+    import gguf
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(source))
+    fields = {k: f.contents() for k, f in reader.fields.items() if k.startswith("tokenizer.")}
+    w = gguf.GGUFWriter(str(out), "qwen2")
+    add_fields(w, fields)
+    _finish(w)
+    return out
 
 
 def quantize(src: Path, dst: Path, ftype: str, threads: int) -> None:
@@ -141,20 +246,32 @@ def quantize(src: Path, dst: Path, ftype: str, threads: int) -> None:
 
 def make(
     out: Path,
-    preset: str,
+    preset: str | Shape,
     ftype: str = "Q4_K_M",
     tokenizer_from: Path | None = None,
     keep_f16: bool = False,
+    direct: bool = False,
 ) -> Path:
-    shape = PRESETS[preset]
+    shape = PRESETS[preset] if isinstance(preset, str) else preset
     if tokenizer_from is None:
         from ragserve.server.settings import bundled_model_path
 
         tokenizer_from = bundled_model_path()
     out.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer_fields(tokenizer_from, shape.n_vocab)
+    if direct:
+        if ftype != "Q4_K_M":
+            raise SystemExit("--direct writes Q4_K_M only")
+        t = time.perf_counter()
+        write_q4_k_m(out, shape, tokenizer)
+        print(
+            f"wrote {out} ({out.stat().st_size:,} bytes, Q4_K_M written directly) in "
+            f"{time.perf_counter() - t:.1f} s"
+        )
+        return out
     f16 = out if ftype == "F16" else out.with_name(out.stem + ".F16.gguf")
     t = time.perf_counter()
-    write_f16(f16, shape, tokenizer_fields(tokenizer_from, shape.n_vocab))
+    write_f16(f16, shape, tokenizer)
     print(f"wrote {f16} ({f16.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s")
     if ftype != "F16":
         t = time.perf_counter()
@@ -175,8 +292,25 @@ def main() -> None:
     ap.add_argument("--type", choices=sorted(FTYPES), default="Q4_K_M")
     ap.add_argument("--tokenizer-from", type=Path, default=None, help="a small GGUF")
     ap.add_argument("--keep-f16", action="store_true")
+    ap.add_argument(
+        "--direct",
+        action="store_true",
+        help="write the Q4_K_M tensors directly (no F16 file, no quantizing): same types and "
+        "shapes, seconds instead of minutes",
+    )
+    ap.add_argument(
+        "--tokenizer-only",
+        action="store_true",
+        help="write only the tokenizer metadata of --tokenizer-from (default: bundled) to --out",
+    )
     args = ap.parse_args()
-    make(args.out, args.preset, args.type, args.tokenizer_from, args.keep_f16)
+    if args.tokenizer_only:
+        from ragserve.server.settings import bundled_model_path
+
+        src = write_tokenizer(args.out, args.tokenizer_from or bundled_model_path())
+        print(f"wrote {src} ({src.stat().st_size:,} bytes)")
+        return
+    make(args.out, args.preset, args.type, args.tokenizer_from, args.keep_f16, args.direct)
 
 
 if __name__ == "__main__":

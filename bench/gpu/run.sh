@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The GPU figures of issue #13 in one run: llama-bench, llama-server -np 8 under
+# bench/load.py, ragserve under the same client and settings, RAG TTFT, the second turn,
+# start-up against a bare Llama() load, host RSS, and GPU memory per KV cache setting.
+#
+#   bash bench/gpu/run.sh OUT_DIR            # on the GPU machine, from the repository root
+#   PRESET=tiny NGL=0 bash bench/gpu/run.sh /tmp/rehearsal   # the CPU rehearsal
+#
+# Needs the bundle that bench/gpu/prepare.sh writes to .gpu/ (carried to the machine):
+# llama.cpp built with CUDA (llama.tar.xz), llama-cpp-python's Python files, wheels of what
+# the machine lacks, the tokenizer GGUF, the carried embedder and the sample index.
+# Every step writes its output under OUT_DIR as it goes (steps.log says where it got to),
+# so a step that runs out of time loses nothing before it.
+set -u
+OUT=$(realpath -m "${1:-${OUT:-/tmp/gpu-out}}")
+B=$(realpath -m "${BUNDLE:-.gpu}")
+W=${WORK:-/tmp/ragserve-gpu}
+PRESET=${PRESET:-qwen2.5-7b}
+NGL=${NGL:-99}
+SLOTS=${SLOTS:-8}
+CTX_PER_SLOT=${CTX_PER_SLOT:-8192}   # llama-server -c 65536 -np 8: 8192 per slot
+LEVELS=${LEVELS:-1,8,16}
+PROMPT_TOKENS=${PROMPT_TOKENS:-1500}
+MAX_TOKENS=${MAX_TOKENS:-256}
+ROUNDS=${ROUNDS:-2}
+PY=${PY:-python3}
+mkdir -p "$OUT" "$W"
+START=$SECONDS
+log() { echo "[$(date +%T) +$((SECONDS - START))s] $*" | tee -a "$OUT/steps.log"; }
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+
+log "start: preset $PRESET, ngl $NGL, $SLOTS slots x $CTX_PER_SLOT, levels $LEVELS"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"
+  nproc; $PY --version; uname -r; } > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+# --- 1. software: wheels, llama.cpp, llama-cpp-python's Python files --------------------
+if [ -d "$B/wheels" ] && [ -z "${NO_WHEELS:-}" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$W/site" "$B"/wheels/*.whl > "$OUT/pip.log" 2>&1 || { log "pip failed"; cat "$OUT/pip.log"; exit 1; }
+  export PYTHONPATH="$W/site:${PYTHONPATH:-}"
+fi
+rm -rf "$W/llama" && mkdir -p "$W/llama" && tar -xJf "$B/llama.tar.xz" -C "$W/llama" || { log "no llama build"; exit 1; }
+LIB="$W/llama/bin"
+for d in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
+         "$($PY -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null)"; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+done
+export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}" LLAMA_CPP_LIB_PATH="$LIB"
+export PYTHONPATH="$PWD:$B/py:$PYTHONPATH"
+"$LIB/llama-bench" --list-devices > "$OUT/devices.txt" 2>&1; cat "$OUT/devices.txt"
+$PY -c "import llama_cpp, litestar, msgspec, structlog, hnswlib, sentence_transformers; \
+print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())" \
+  2>&1 | tee "$OUT/imports.txt" | tail -3
+log "software ready"
+
+# --- 2. the model (Q4_K_M written directly) and the embedder ---------------------------
+MODEL="$W/model-$PRESET.gguf"
+[ -f "$MODEL" ] || $PY bench/make_gguf.py --preset "$PRESET" --direct --tokenizer-from "$B/tok.gguf" \
+  --out "$MODEL" 2>&1 | tee "$OUT/model.txt"
+$PY bench/gpu/embedder_pack.py unpack "$B/minilm.npz" "$W/all-MiniLM-L6-v2" > /dev/null
+cat "$MODEL" > /dev/null  # into the page cache, as for every load below
+log "model ready: $(stat -c %s "$MODEL") bytes"
+
+# --- 3. llama-bench ------------------------------------------------------------------
+"$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1,0 -p 512 -n 128 -r 5 -o md 2>&1 | tee "$OUT/llama-bench.md"
+log "llama-bench done"
+
+# --- 4. llama-server -np 8 under bench/load.py -----------------------------------------
+wait_http() {  # url pid seconds
+  for _ in $(seq 1 $(( $3 * 10 ))); do
+    kill -0 "$2" 2>/dev/null || return 1
+    $PY -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+"$LIB/llama-server" -m "$MODEL" -ngl "$NGL" -fa on -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) \
+  --port 8080 --host 127.0.0.1 > "$OUT/llama-server.log" 2>&1 &
+LS=$!
+if wait_http http://127.0.0.1:8080/health $LS 120; then
+  $PY bench/load.py --base-url http://127.0.0.1:8080/v1 --model q7 --concurrency "$LEVELS" \
+    --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
+    --json "$OUT/load-llama-server.json" 2>&1 | tee "$OUT/load-llama-server.txt"
+else
+  log "llama-server did not start"; tail -20 "$OUT/llama-server.log"
+fi
+kill $LS 2>/dev/null; wait $LS 2>/dev/null
+log "llama-server done"
+
+# --- 5. a bare Llama() load of the same file, then ragserve ----------------------------
+$PY bench/gpu/bare_load.py "$MODEL" "$NGL" $((SLOTS * CTX_PER_SLOT)) 2>&1 | tee "$OUT/bare-load.txt"
+
+serve() {  # port, extra args...
+  local port=$1; shift
+  $PY bench/gpu/serve_timed.py --out "$OUT" -- --log-level warning serve --port "$port" \
+    --model "$MODEL" --model-alias m --parallel "$SLOTS" --n-ctx "$CTX_PER_SLOT" \
+    --n-gpu-layers "$NGL" --max-queue 64 --index "$B/index" \
+    --embed-model "$W/all-MiniLM-L6-v2" "$@"
+}
+serve 8090 --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" > "$OUT/ragserve-start.txt" 2>&1 &
+RS=$!
+if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
+  cat "$OUT/ragserve-start.txt"
+  $PY bench/load.py --base-url http://127.0.0.1:8090/v1 --model m-norag --concurrency "$LEVELS" \
+    --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
+    --json "$OUT/load-ragserve.json" 2>&1 | tee "$OUT/load-ragserve.txt"
+  log "ragserve load done"
+  $PY bench/gpu/probe.py --base-url http://127.0.0.1:8090 --model m --json "$OUT/probe.json" \
+    2>&1 | tee "$OUT/probe.txt"
+  $PY -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8090/metrics').read().decode())" \
+    > "$OUT/ragserve-metrics.txt" 2>&1
+  nvidia-smi --query-gpu=memory.used --format=csv > "$OUT/ragserve-vram.txt" 2>&1
+else
+  log "ragserve did not get ready"; cat "$OUT/ragserve-start.txt"
+fi
+kill -INT $RS 2>/dev/null; wait $RS 2>/dev/null
+cat "$OUT/ragserve-rss.txt" 2>/dev/null
+log "ragserve done"
+
+# --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----
+for kv in f16 q8_0 q4_0; do
+  "$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1 -ctk $kv -ctv $kv -d 0,4096 -p 512 -n 128 -r 3 \
+    -o md 2>&1 | tee -a "$OUT/llama-bench-kv.md"
+done
+log "kv bench done"
+$PY bench/gpu/vram.py --model "$MODEL" --json "$OUT/vram.json" 2>&1 | grep -v "^llama\|^load\|^print_info" \
+  | tee "$OUT/vram.txt"
+log "all done"
