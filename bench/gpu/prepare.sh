@@ -16,7 +16,7 @@
 set -eu
 BUILD=$1  # "-": leave llama.tar.xz and py/ as they are
 PY=${2:-.venv/bin/python}
-G=.gpu
+G=${BUNDLE:-.gpu}
 LCP_SRC=${LCP_SRC:-/tmp/ragserve-cuda/llama_cpp_python-0.3.36}
 PY312=${PY312:-python3.12}
 mkdir -p "$G"
@@ -35,15 +35,21 @@ cp -a "$LCP_SRC/llama_cpp" "$G/py/" && rm -rf "$G/py/llama_cpp/lib"
 find "$G/py" -name __pycache__ -prune -exec rm -rf {} +
 fi
 
-# wheels for the GPU image's Python 3.12 (its list: ../.library/device/KINDS.md)
+# wheels for the GPU image's Python 3.12 (its list: ../.library/device/KINDS.md); litestar's
+# faker and polyfactory are left out: only its test helpers import them
 mkdir -p "$G/wheels"
 python3 -m pip download -q --no-deps --only-binary=:all: -d "$G/wheels" --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux2014_x86_64 litestar==2.25.0 litestar-htmx==0.5.0 polyfactory==3.5.0 \
-  faker==40.63.0 multipart==2.0.1 rich-click==1.9.9 sniffio==1.3.1 msgspec==0.22.0 \
+  --platform manylinux2014_x86_64 litestar==2.25.0 litestar-htmx==0.5.0 \
+  multipart==2.0.1 rich-click==1.9.9 sniffio==1.3.1 msgspec==0.22.0 \
   structlog==26.1.0 uvicorn==0.54.0 pypdf==7.1.1 gguf==0.19.0
+python3 -m pip download -q --no-deps --only-binary=:all: -d "$G/wheels" --python-version 3.12 \
+  --implementation cp --platform manylinux_2_5_x86_64 py-spy==0.4.3  # profiles ragserve there
 if ! ls "$G"/wheels/hnswlib-*-cp312-*.whl > /dev/null 2>&1; then
   HNSWLIB_NO_NATIVE=1 "$PY312" -m pip wheel -q --no-cache-dir --no-deps hnswlib==0.8.0 -w "$G/wheels"
+  whl=$(realpath "$G"/wheels/hnswlib-*-cp312-*.whl)  # 8.6 MB of debug symbols -> 0.2 MB
+  rm -rf "$G/hw" && mkdir "$G/hw" && (cd "$G/hw" && unzip -q "$whl" && strip --strip-unneeded ./*.so \
+    && rm "$whl" && zip -q -r "$whl" .) && rm -rf "$G/hw"
 fi
 
 # the tokenizer, the embedder, the index

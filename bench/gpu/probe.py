@@ -80,10 +80,10 @@ def history(ticket: int, tokens: int) -> list[dict]:
     """Earlier turns of a conversation, ~`tokens` long, unique to `ticket`."""
     msgs: list[dict] = []
     n = 0
-    while n * 40 < tokens:
+    while n * 48 < tokens:  # the filler is ~48 tokens for Qwen's and SmolLM2's BPE
         msgs.append({"role": "user", "content": f"Note {ticket}.{n}: {FILLER * 4}"})
         msgs.append({"role": "assistant", "content": f"Noted {ticket}.{n}. " + FILLER * 2})
-        n += 6  # ~6 x 40 tokens per exchange
+        n += 6  # six fillers per exchange
     return msgs
 
 

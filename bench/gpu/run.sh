@@ -43,11 +43,11 @@ fi
 rm -rf "$W/llama" && mkdir -p "$W/llama" && tar -xJf "$B/llama.tar.xz" -C "$W/llama" || { log "no llama build"; exit 1; }
 LIB="$W/llama/bin"
 for d in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
-         "$($PY -c 'import nvidia, os; print(os.path.join(nvidia.__path__[0], "cu13", "lib"))' 2>/dev/null)"; do
+         "$($PY -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)"; do
   [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
 done
 export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}" LLAMA_CPP_LIB_PATH="$LIB"
-export PYTHONPATH="$PWD:$B/py:$PYTHONPATH"
+export PYTHONPATH="$PWD:$B/py:${PYTHONPATH:-}"
 "$LIB/llama-bench" --list-devices > "$OUT/devices.txt" 2>&1; cat "$OUT/devices.txt"
 $PY -c "import llama_cpp, litestar, msgspec, structlog, hnswlib, sentence_transformers; \
 print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())" \
@@ -85,7 +85,7 @@ if wait_http http://127.0.0.1:8080/health $LS 120; then
 else
   log "llama-server did not start"; tail -20 "$OUT/llama-server.log"
 fi
-kill $LS 2>/dev/null; wait $LS 2>/dev/null
+kill $LS 2>/dev/null; sleep 1; kill -9 $LS 2>/dev/null; wait $LS 2>/dev/null
 log "llama-server done"
 
 # --- 5. a bare Llama() load of the same file, then ragserve ----------------------------
@@ -96,12 +96,17 @@ serve() {  # port, extra args...
   $PY bench/gpu/serve_timed.py --out "$OUT" -- --log-level warning serve --port "$port" \
     --model "$MODEL" --model-alias m --parallel "$SLOTS" --n-ctx "$CTX_PER_SLOT" \
     --n-gpu-layers "$NGL" --max-queue 64 --index "$B/index" \
-    --embed-model "$W/all-MiniLM-L6-v2" "$@"
+    --embed-model "$W/all-MiniLM-L6-v2" --rag-top-k "${RAG_TOP_K:-6}" "$@"
 }
 serve 8090 --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" > "$OUT/ragserve-start.txt" 2>&1 &
 RS=$!
 if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
   cat "$OUT/ragserve-start.txt"
+  SPY="$W/site/bin/py-spy"
+  if [ -x "$SPY" ]; then  # where the time goes at 8-16 clients, in case a target is missed
+    ( sleep "${SPY_DELAY:-6}"; "$SPY" record --nonblocking -r 200 -d "${SPY_SECONDS:-20}" -f speedscope \
+        -o "$OUT/pyspy-ragserve.json" -p "$(cat "$OUT/ragserve.pid")" > "$OUT/pyspy.log" 2>&1 ) &
+  fi
   $PY bench/load.py --base-url http://127.0.0.1:8090/v1 --model m-norag --concurrency "$LEVELS" \
     --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
     --json "$OUT/load-ragserve.json" 2>&1 | tee "$OUT/load-ragserve.txt"
@@ -114,7 +119,9 @@ if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
 else
   log "ragserve did not get ready"; cat "$OUT/ragserve-start.txt"
 fi
-kill -INT $RS 2>/dev/null; wait $RS 2>/dev/null
+kill $RS 2>/dev/null
+for _ in $(seq 100); do kill -0 $RS 2>/dev/null || break; sleep 0.2; done
+kill -9 $RS "$(cat "$OUT/ragserve.pid" 2>/dev/null)" 2>/dev/null; wait $RS 2>/dev/null
 cat "$OUT/ragserve-rss.txt" 2>/dev/null
 log "ragserve done"
 

@@ -4,7 +4,7 @@
 
 Runs `python -m ragserve.cli <arguments>` as a child, prints the two start-up times as
 soon as they are known, samples the child's resident memory every 0.2 s until it exits
-(SIGINT/SIGTERM to this script are passed on), and writes DIR/ragserve-rss.txt: RSS once
+(SIGINT or SIGTERM to this script reaches the server as SIGTERM), and writes DIR/ragserve-rss.txt: RSS once
 ready, the largest sample, and the kernel's peak (VmHWM) just before the end.
 """
 
@@ -38,8 +38,11 @@ def main() -> None:
     port = args[args.index("--port") + 1]
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "ragserve.cli", *args])
+    (a.out / "ragserve.pid").write_text(str(proc.pid))
+    # SIGTERM, not SIGINT: a background job of a script starts with SIGINT ignored, and so
+    # would the server; ragserve stops on SIGTERM the way it does on Ctrl-C.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda s, f: proc.send_signal(signal.SIGINT))
+        signal.signal(sig, lambda s, f: proc.send_signal(signal.SIGTERM))
     live = ready = None
     ready_rss = top = hwm = 0.0
     while proc.poll() is None:
