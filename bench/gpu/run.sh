@@ -26,7 +26,12 @@ ROUNDS=${ROUNDS:-2}
 PY=${PY:-python3}
 mkdir -p "$OUT" "$W"
 START=$SECONDS
-log() { echo "[$(date +%T) +$((SECONDS - START))s] $*" | tee -a "$OUT/steps.log"; }
+log() {
+  echo "[$(date +%T) +$((SECONDS - START))s] $*" | tee -a "$OUT/steps.log"
+  # SNAPSHOT=FILE: everything so far in one archive after each step (the device tool
+  # returns at most 8 files, and whatever a timed-out command left)
+  if [ -n "${SNAPSHOT:-}" ]; then tar -czf "$SNAPSHOT.tmp" -C "$OUT" . && mv "$SNAPSHOT.tmp" "$SNAPSHOT"; fi
+}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 
 log "start: preset $PRESET, ngl $NGL, $SLOTS slots x $CTX_PER_SLOT, levels $LEVELS"
@@ -42,16 +47,24 @@ if [ -d "$B/wheels" ] && [ -z "${NO_WHEELS:-}" ]; then
 fi
 rm -rf "$W/llama" && mkdir -p "$W/llama" && tar -xJf "$B/llama.tar.xz" -C "$W/llama" || { log "no llama build"; exit 1; }
 LIB="$W/llama/bin"
-for d in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
-         "$($PY -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)"; do
-  [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
-done
+# libcudart.so.13 and libcublas.so.13: torch's own copies first (so torch and llama.cpp load
+# the same ones), else the CUDA toolkit's; libcuda.so.1 is the driver's.
+CUDA_LIBS=$($PY -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "lib"))' 2>/dev/null)
+[ -e "$CUDA_LIBS/libcublas.so.13" ] || CUDA_LIBS=/usr/local/cuda/lib64
+LD_LIBRARY_PATH="$CUDA_LIBS:${LD_LIBRARY_PATH:-}"
+ldconfig -p 2>/dev/null | grep -q "libcuda.so.1 " || LD_LIBRARY_PATH="$LD_LIBRARY_PATH:/usr/local/nvidia/lib64"
+echo "CUDA libraries from $CUDA_LIBS" | tee -a "$OUT/machine.txt"
 export LD_LIBRARY_PATH="$LIB:${LD_LIBRARY_PATH:-}" LLAMA_CPP_LIB_PATH="$LIB"
 export PYTHONPATH="$PWD:$B/py:${PYTHONPATH:-}"
 "$LIB/llama-bench" --list-devices > "$OUT/devices.txt" 2>&1; cat "$OUT/devices.txt"
+if [ "$NGL" != 0 ] && ! grep -q CUDA0 "$OUT/devices.txt"; then
+  log "no CUDA device in llama.cpp: stopping here rather than measuring the CPU"
+  ldd "$LIB/libggml-cuda.so" > "$OUT/ldd.txt" 2>&1; grep -i "not found" "$OUT/ldd.txt"; exit 1
+fi
 $PY -c "import llama_cpp, litestar, msgspec, structlog, hnswlib, sentence_transformers; \
 print('llama_cpp', llama_cpp.__version__, 'gpu offload', llama_cpp.llama_supports_gpu_offload())" \
-  2>&1 | tee "$OUT/imports.txt" | tail -3
+  > "$OUT/imports.txt" 2>&1 || { log "imports failed"; tail -5 "$OUT/imports.txt"; exit 1; }
+cat "$OUT/imports.txt"
 log "software ready"
 
 # --- 2. the model (Q4_K_M written directly) and the embedder ---------------------------
@@ -79,7 +92,7 @@ wait_http() {  # url pid seconds
   --port 8080 --host 127.0.0.1 > "$OUT/llama-server.log" 2>&1 &
 LS=$!
 if wait_http http://127.0.0.1:8080/health $LS 120; then
-  $PY bench/load.py --base-url http://127.0.0.1:8080/v1 --model q7 --concurrency "$LEVELS" \
+  timeout "${STEP_S:-180}" $PY bench/load.py --base-url http://127.0.0.1:8080/v1 --model q7 --concurrency "$LEVELS" \
     --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
     --json "$OUT/load-llama-server.json" 2>&1 | tee "$OUT/load-llama-server.txt"
 else
@@ -104,14 +117,14 @@ if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
   cat "$OUT/ragserve-start.txt"
   SPY="$W/site/bin/py-spy"
   if [ -x "$SPY" ]; then  # where the time goes at 8-16 clients, in case a target is missed
-    ( sleep "${SPY_DELAY:-6}"; "$SPY" record --nonblocking -r 200 -d "${SPY_SECONDS:-20}" -f speedscope \
+    ( sleep "${SPY_DELAY:-6}"; "$SPY" record --nonblocking --threads -r 200 -d "${SPY_SECONDS:-20}" -f speedscope \
         -o "$OUT/pyspy-ragserve.json" -p "$(cat "$OUT/ragserve.pid")" > "$OUT/pyspy.log" 2>&1 ) &
   fi
-  $PY bench/load.py --base-url http://127.0.0.1:8090/v1 --model m-norag --concurrency "$LEVELS" \
+  timeout "${STEP_S:-180}" $PY bench/load.py --base-url http://127.0.0.1:8090/v1 --model m-norag --concurrency "$LEVELS" \
     --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
     --json "$OUT/load-ragserve.json" 2>&1 | tee "$OUT/load-ragserve.txt"
   log "ragserve load done"
-  $PY bench/gpu/probe.py --base-url http://127.0.0.1:8090 --model m --json "$OUT/probe.json" \
+  timeout "${STEP_S:-180}" $PY bench/gpu/probe.py --base-url http://127.0.0.1:8090 --model m --json "$OUT/probe.json" \
     2>&1 | tee "$OUT/probe.txt"
   $PY -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8090/metrics').read().decode())" \
     > "$OUT/ragserve-metrics.txt" 2>&1
@@ -127,10 +140,12 @@ log "ragserve done"
 
 # --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----
 for kv in f16 q8_0 q4_0; do
-  "$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1 -ctk $kv -ctv $kv -d 0,4096 -p 512 -n 128 -r 3 \
+  timeout "${STEP_S:-180}" "$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1 -ctk $kv -ctv $kv -d 0,4096 -p 512 -n 128 -r 3 \
     -o md 2>&1 | tee -a "$OUT/llama-bench-kv.md"
 done
 log "kv bench done"
-$PY bench/gpu/vram.py --model "$MODEL" --json "$OUT/vram.json" 2>&1 | grep -v "^llama\|^load\|^print_info" \
+timeout "${STEP_S:-180}" $PY bench/gpu/vram.py --model "$MODEL" --json "$OUT/vram.json" 2>&1 | grep -v "^llama\|^load\|^print_info" \
   | tee "$OUT/vram.txt"
 log "all done"
+$PY bench/gpu/summary.py "$OUT" | tee "$OUT/summary.txt"
+log "summary written"

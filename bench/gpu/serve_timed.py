@@ -4,8 +4,9 @@
 
 Runs `python -m ragserve.cli <arguments>` as a child, prints the two start-up times as
 soon as they are known, samples the child's resident memory every 0.2 s until it exits
-(SIGINT or SIGTERM to this script reaches the server as SIGTERM), and writes DIR/ragserve-rss.txt: RSS once
-ready, the largest sample, and the kernel's peak (VmHWM) just before the end.
+(SIGINT or SIGTERM to this script reaches the server as SIGTERM), and writes
+DIR/ragserve-rss.txt: RSS once ready, the largest sample, and the kernel's peak (VmHWM)
+at the last sample.
 """
 
 from __future__ import annotations
