@@ -140,11 +140,18 @@ class SentenceTransformerEmbedder:
         with self._lock:
             if self._model is not None:
                 return self._model
-            from sentence_transformers import SentenceTransformer
+            from . import light_st
 
             self.device = pick_device(self.requested_device)
             source = resolve_model(self.name_or_path)
-            model = SentenceTransformer(source, device=self.device)
+            # The common Transformer -> Pooling shape loads without importing
+            # sentence_transformers (seconds of start-up); anything else uses it.
+            model = light_st.load(Path(source), self.device) if os.path.isdir(source) else None
+            loader = "transformers" if model is not None else "sentence-transformers"
+            if model is None:
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(source, device=self.device)
             getdim = getattr(model, "get_embedding_dimension", None) or (
                 model.get_sentence_embedding_dimension
             )
@@ -163,6 +170,7 @@ class SentenceTransformerEmbedder:
                 model=self.model_id,
                 dim=self._dim,
                 device=self.device,
+                loader=loader,
                 source=source if os.path.isdir(source) else "hub",
             )
             return model

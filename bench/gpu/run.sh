@@ -106,7 +106,7 @@ $PY bench/gpu/bare_load.py "$MODEL" "$NGL" $((SLOTS * CTX_PER_SLOT)) 2>&1 | tee 
 
 serve() {  # port, extra args...
   local port=$1; shift
-  $PY bench/gpu/serve_timed.py --out "$OUT" -- --log-level warning serve --port "$port" \
+  $PY bench/gpu/serve_timed.py --out "$OUT" -- --log-level info serve --port "$port" \
     --model "$MODEL" --model-alias m --parallel "$SLOTS" --n-ctx "$CTX_PER_SLOT" \
     --n-gpu-layers "$NGL" --max-queue 64 --index "$B/index" \
     --embed-model "$W/all-MiniLM-L6-v2" --rag-top-k "${RAG_TOP_K:-6}" "$@"
@@ -136,6 +136,12 @@ kill $RS 2>/dev/null
 for _ in $(seq 100); do kill -0 $RS 2>/dev/null || break; sleep 0.2; done
 kill -9 $RS "$(cat "$OUT/ragserve.pid" 2>/dev/null)" 2>/dev/null; wait $RS 2>/dev/null
 cat "$OUT/ragserve-rss.txt" 2>/dev/null
+grep -E "loaded|ready|warmup" "$OUT/ragserve-start.txt" | cut -c1-300
+$PY -X importtime -c "import time; t = time.perf_counter(); import torch; a = time.perf_counter(); \
+import transformers; from transformers import AutoModel; b = time.perf_counter(); import sentence_transformers; \
+c = time.perf_counter(); import litestar, ragserve.server.app; d = time.perf_counter(); \
+print(f'IMPORTS torch {a - t:.2f} s, transformers {b - a:.2f} s, sentence_transformers {c - b:.2f} s, app {d - c:.2f} s')" \
+  2> "$OUT/importtime.txt" | tee -a "$OUT/bare-load.txt"
 log "ragserve done"
 
 # --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----

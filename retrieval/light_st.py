@@ -1,0 +1,117 @@
+"""sentence-transformers folders of the common shape, run with `transformers` alone.
+
+Importing `sentence_transformers` costs seconds (it pulls in scikit-learn and much else),
+paid at every server start before /health/ready. A folder whose `modules.json` is
+Transformer -> Pooling (mean, CLS or max) [-> Normalize] needs only the transformer, its
+tokenizer and the pooling, which this module does the way sentence-transformers does
+(strip, optional lower-casing, truncation to `max_seq_length`, masked pooling, L2 norm).
+Anything else (Dense layers, prompts, custom modules or arguments) returns None from
+`load`, and the caller uses sentence-transformers itself. tests/retrieval/test_light_st.py
+checks the vectors against sentence-transformers'.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ST = "sentence_transformers.models."
+POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
+POOLING_MODES["pooling_mode_max_tokens"] = "max"
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def plan(folder: Path) -> dict[str, Any] | None:
+    """What `load` would build from `folder`, or None when sentence-transformers must."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        types = [m["type"].removeprefix(ST) for m in modules]
+        if types not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+            return None
+        prompts = _json(folder / "config_sentence_transformers.json")
+        if prompts.get("prompts") or prompts.get("default_prompt_name"):
+            return None
+        transformer = folder / modules[0].get("path", "")
+        sbert = _json(transformer / "sentence_bert_config.json")
+        if set(sbert) - {"max_seq_length", "do_lower_case"} or "max_seq_length" not in sbert:
+            return None
+        pooling = _json(folder / modules[1]["path"] / "config.json")
+        on = [k for k, v in pooling.items() if k.startswith("pooling_mode") and v]
+        if len(on) != 1 or on[0] not in POOLING_MODES or not pooling.get("include_prompt", True):
+            return None
+        return {
+            "transformer": transformer,
+            "max_seq_length": int(sbert["max_seq_length"]),
+            "lower": bool(sbert.get("do_lower_case", False)),
+            "pooling": POOLING_MODES[on[0]],
+            "dim": int(pooling["word_embedding_dimension"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+
+
+class LightModel:
+    """The subset of `SentenceTransformer` the embedder uses: encode, tokenizer, sizes."""
+
+    def __init__(self, spec: dict[str, Any], device: str) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self._torch = torch
+        self.device = device
+        self.max_seq_length: int = spec["max_seq_length"]
+        self._lower: bool = spec["lower"]
+        self._pooling: str = spec["pooling"]
+        self._dim: int = spec["dim"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(spec["transformer"]))
+        self.model = AutoModel.from_pretrained(str(spec["transformer"])).float()
+        self.model.to(device).eval()
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self._dim
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
+        texts = [t.strip() for t in texts]
+        if self._lower:
+            texts = [t.lower() for t in texts]
+        enc = self.tokenizer(
+            texts,
+            padding=True,
+            truncation="longest_first",
+            max_length=self.max_seq_length,
+            return_tensors="pt",
+        ).to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            if self._pooling == "cls":
+                pooled = hidden[:, 0]
+            elif self._pooling == "max":
+                pooled = hidden.masked_fill(mask == 0, -1e9).max(dim=1).values
+            else:
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return pooled.float().cpu().numpy()
+
+    def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> np.ndarray:
+        """Normalised vectors in input order; longest texts batched together, as ST does."""
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            out[idx] = self._batch([texts[j] for j in idx])
+        return out
+
+
+def load(folder: Path, device: str) -> LightModel | None:
+    spec = plan(folder)
+    return LightModel(spec, device) if spec is not None else None
