@@ -146,9 +146,10 @@ class SentenceTransformerEmbedder:
             source = resolve_model(self.name_or_path)
             # The common Transformer -> Pooling shape loads without importing
             # sentence_transformers (seconds of start-up); anything else uses it.
-            model = light_st.load(Path(source), self.device) if os.path.isdir(source) else None
-            loader = "transformers" if model is not None else "sentence-transformers"
-            if model is None:
+            light = light_st.load(Path(source), self.device) if os.path.isdir(source) else None
+            loader = "transformers" if light is not None else "sentence-transformers"
+            model: Any = light
+            if light is None:
                 from sentence_transformers import SentenceTransformer
 
                 model = SentenceTransformer(source, device=self.device)
