@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
         print("ragserve search: -k must be positive", file=sys.stderr)
         return 2
     settings = retrieval_settings(args)
-    retriever = Retriever(settings.index_dir, settings.embedder(), reranker=settings.reranker())
+    retriever = Retriever(
+        settings.index_dir, settings.embedder(queries_only=True), reranker=settings.reranker()
+    )
     hits = retriever.search(args.query, args.top_k, Filters(documents=args.document), args.mode)
     if args.json:
         sys.stdout.write(msgspec.json.encode(hits).decode() + "\n")

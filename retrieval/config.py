@@ -23,9 +23,14 @@ class RetrievalSettings(msgspec.Struct, frozen=True):
     rerank_top_n: int = 20
     rerank_budget_ms: int = 500
 
-    def embedder(self) -> SentenceTransformerEmbedder:
+    def embedder(self, *, queries_only: bool = False) -> SentenceTransformerEmbedder:
+        """queries_only (the server, `ragserve search`): a small BERT encoder on the CPU runs
+        in NumPy, without importing torch (see numpy_bert.py); ingest keeps torch."""
         return SentenceTransformerEmbedder(
-            self.embed_model, device=self.embed_device, batch_size=self.embed_batch_size
+            self.embed_model,
+            device=self.embed_device,
+            batch_size=self.embed_batch_size,
+            runtime="auto" if queries_only else "torch",
         )
 
     def reranker(self) -> Reranker | None:

@@ -123,7 +123,11 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
+        runtime: str = "torch",
     ) -> None:
+        if runtime not in ("torch", "auto"):
+            raise ValueError(f"runtime must be torch or auto, not {runtime!r}")
+        self.runtime = runtime  # auto: NumPy for a small BERT on the CPU (numpy_bert.py)
         self.name_or_path = name_or_path
         self.model_id = model_id_for(name_or_path)
         self.requested_device = device
@@ -140,10 +144,18 @@ class SentenceTransformerEmbedder:
         with self._lock:
             if self._model is not None:
                 return self._model
-            from . import light_st
+            from . import light_st, numpy_bert
 
-            self.device = pick_device(self.requested_device)
             source = resolve_model(self.name_or_path)
+            if (
+                self.runtime == "auto"
+                and self.requested_device in ("auto", "cpu")
+                and os.path.isdir(source)
+                and (fast := numpy_bert.load(Path(source))) is not None
+            ):
+                self.device = "cpu"
+                return self._loaded(fast, source, "numpy")
+            self.device = pick_device(self.requested_device)
             # The common Transformer -> Pooling shape loads without importing
             # sentence_transformers (seconds of start-up); anything else uses it.
             light = light_st.load(Path(source), self.device) if os.path.isdir(source) else None
@@ -153,28 +165,31 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
 
                 model = SentenceTransformer(source, device=self.device)
-            getdim = getattr(model, "get_embedding_dimension", None) or (
-                model.get_sentence_embedding_dimension
-            )
-            dim = getdim()
-            if dim is None:
-                raise ValueError(f"embedding model {self.name_or_path!r} reports no dimension")
-            self._dim = int(dim)
-            self._max_tokens = int(model.max_seq_length or 512)
             # Chunking tokenizes whole documents, so it gets its own copy without the model's
             # length limit; encode() keeps the original, which truncates to max_seq_length.
             self._tokenizer = copy.deepcopy(model.tokenizer)
             self._tokenizer.model_max_length = 10**9
-            self._model = model
-            log.info(
-                "embedder.loaded",
-                model=self.model_id,
-                dim=self._dim,
-                device=self.device,
-                loader=loader,
-                source=source if os.path.isdir(source) else "hub",
-            )
-            return model
+            return self._loaded(model, source, loader)
+
+    def _loaded(self, model: Any, source: str, loader: str) -> Any:
+        dim = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )()
+        if dim is None:
+            raise ValueError(f"embedding model {self.name_or_path!r} reports no dimension")
+        self._dim = int(dim)
+        self._max_tokens = int(model.max_seq_length or 512)
+        self._model = model
+        log.info(
+            "embedder.loaded",
+            model=self.model_id,
+            dim=self._dim,
+            device=self.device,
+            loader=loader,
+            source=source if os.path.isdir(source) else "hub",
+        )
+        return model
 
     @property
     def dim(self) -> int:
@@ -212,10 +227,14 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.query_prefix, urgent)
 
     def count_tokens(self, text: str) -> int:
-        self.load()
+        model = self.load()
+        if hasattr(model, "token_ids"):  # numpy_bert
+            return len(model.token_ids(text))
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
-        self.load()
+        model = self.load()
+        if hasattr(model, "token_offsets"):
+            return model.token_offsets(text)
         enc = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [(int(a), int(b)) for a, b in enc["offset_mapping"]]

@@ -93,7 +93,7 @@ class AppState:
             engine_loader = threading.Thread(target=load_engine, name="model-loader", daemon=True)
             engine_loader.start()
         try:
-            embedder = self._embedder or s.retrieval.embedder()
+            embedder = self._embedder or s.retrieval.embedder(queries_only=True)
             self._embedder = embedder
             if self._retriever is None:
                 retriever = Retriever(

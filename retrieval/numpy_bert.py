@@ -1,0 +1,187 @@
+"""Small BERT sentence embedders (all-MiniLM, bge-small, e5-small) in NumPy, without torch.
+
+The server only embeds questions: a few dozen tokens through a 20-130 MB encoder, a few
+milliseconds of matrix products on any CPU. Importing torch and transformers for that took
+12 s of a GPU server's 14.6 s start (their imports alone, on the H100 machine) and ~1 GB of
+its memory. This module runs the same encoder with NumPy's BLAS: the `tokenizers` library
+reads tokenizer.json (the very tokenizer transformers wraps), `safetensors` reads the
+weights, and the forward pass is BERT's (post-LayerNorm, exact GELU) with the folder's
+pooling and L2 normalisation. Only folders that `light_st.plan` accepts, whose config is
+a plain absolute-position BERT and whose weights are one safetensors file up to
+MAX_BYTES, qualify; anything else loads with torch as before.
+tests/retrieval/test_numpy_bert.py checks the vectors against sentence-transformers'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import light_st
+
+MAX_BYTES = 200 * 1024 * 1024  # bigger encoders want torch (and maybe a GPU)
+
+
+def plan(folder: Path) -> dict[str, Any] | None:
+    spec = light_st.plan(folder)
+    if spec is None:
+        return None
+    root: Path = spec["transformer"]
+    weights, tokenizer = root / "model.safetensors", root / "tokenizer.json"
+    try:
+        config = json.loads((root / "config.json").read_text())
+        if not (weights.is_file() and tokenizer.is_file()):
+            return None
+        if weights.stat().st_size > MAX_BYTES:
+            return None
+    except (OSError, ValueError):
+        return None
+    if (
+        config.get("model_type") != "bert"
+        or config.get("hidden_act", "gelu") != "gelu"
+        or config.get("position_embedding_type", "absolute") != "absolute"
+        or config.get("is_decoder")
+        or config.get("add_cross_attention")
+    ):
+        return None
+    return {**spec, "config": config, "weights": weights, "tokenizer": tokenizer}
+
+
+class NumpyBert:
+    """The subset of `SentenceTransformer` the embedder uses, in NumPy (float32)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from safetensors.numpy import load_file
+        from scipy.special import erf
+        from tokenizers import Tokenizer
+
+        cfg = spec["config"]
+        self.max_seq_length: int = min(
+            spec["max_seq_length"], int(cfg.get("max_position_embeddings", 512))
+        )
+        self._lower: bool = spec["lower"]
+        self._pooling: str = spec["pooling"]
+        self._dim: int = spec["dim"]
+        self._heads = int(cfg["num_attention_heads"])
+        self._layers = int(cfg["num_hidden_layers"])
+        self._eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self._erf = erf
+        raw = load_file(str(spec["weights"]))
+        self._w = {
+            k.removeprefix("bert."): v.astype(np.float32, copy=False) for k, v in raw.items()
+        }
+        for i in range(self._layers):  # transposed once, so each product is x @ W
+            p = f"encoder.layer.{i}."
+            for name in (
+                "attention.self.query",
+                "attention.self.key",
+                "attention.self.value",
+                "attention.output.dense",
+                "intermediate.dense",
+                "output.dense",
+            ):
+                key = p + name + ".weight"
+                self._w[key] = np.ascontiguousarray(self._w[key].T)
+        self.tokenizer = Tokenizer.from_file(str(spec["tokenizer"]))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self._plain = Tokenizer.from_file(str(spec["tokenizer"]))  # counting: no limits
+        self._plain.no_padding()
+        self._plain.no_truncation()
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self._dim
+
+    # -- tokens (for the embedder's count_tokens / token_spans) ---------------------------
+    def token_ids(self, text: str) -> list[int]:
+        return self._plain.encode(text, add_special_tokens=False).ids
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return [
+            (int(a), int(b)) for a, b in self._plain.encode(text, add_special_tokens=False).offsets
+        ]
+
+    # -- the encoder -----------------------------------------------------------------------
+    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + self._eps) * self._w[name + ".weight"] + self._w[
+            name + ".bias"
+        ]
+
+    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
+        return x @ self._w[name + ".weight"] + self._w[name + ".bias"]
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        texts = [t.strip() for t in texts]
+        if self._lower:
+            texts = [t.lower() for t in texts]
+        encs = self.tokenizer.encode_batch(texts)
+        n, width = len(encs), max(len(e.ids) for e in encs)
+        ids = np.zeros((n, width), dtype=np.int64)
+        types = np.zeros((n, width), dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.float32)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = e.ids
+            types[i, : len(e.ids)] = e.type_ids
+            mask[i, : len(e.ids)] = 1.0
+        w = self._w
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][np.arange(width)][None]
+            + w["embeddings.token_type_embeddings.weight"][types]
+        )
+        x = self._norm(x, "embeddings.LayerNorm")
+        h = self._heads
+        d = x.shape[-1] // h
+        bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
+        for i in range(self._layers):
+            p = f"encoder.layer.{i}."
+
+            def heads(t: np.ndarray) -> np.ndarray:
+                return t.reshape(n, width, h, d).transpose(0, 2, 1, 3)
+
+            q = heads(self._linear(x, p + "attention.self.query"))
+            k = heads(self._linear(x, p + "attention.self.key"))
+            v = heads(self._linear(x, p + "attention.self.value"))
+            scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(d) + bias
+            scores -= scores.max(-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(-1, keepdims=True)
+            ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(n, width, h * d)
+            x = self._norm(
+                self._linear(ctx, p + "attention.output.dense") + x,
+                p + "attention.output.LayerNorm",
+            )
+            inner = self._linear(x, p + "intermediate.dense")
+            inner = 0.5 * inner * (1.0 + self._erf(inner / math.sqrt(2.0)))
+            x = self._norm(self._linear(inner, p + "output.dense") + x, p + "output.LayerNorm")
+        m = mask[:, :, None]
+        if self._pooling == "cls":
+            pooled = x[:, 0]
+        elif self._pooling == "max":
+            pooled = np.where(m > 0, x, -1e9).max(axis=1)
+        else:
+            pooled = (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return (pooled / norms).astype(np.float32)
+
+    def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> np.ndarray:
+        """Normalised vectors in input order; texts of similar length batched together."""
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            out[idx] = self._batch([texts[j] for j in idx])
+        return out
+
+
+def load(folder: Path) -> NumpyBert | None:
+    spec = plan(folder)
+    return NumpyBert(spec) if spec is not None else None
