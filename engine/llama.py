@@ -320,6 +320,19 @@ class Sampler:
                     p.presence_penalty,
                 )
             )
+        # Plain greedy decoding is an argmax over the logits row: done in NumPy, it skips
+        # llama.cpp building and scanning a candidate array of the whole vocabulary (152k
+        # entries for Qwen) per token. llama.cpp's greedy also keeps the first maximum.
+        self._argmax_of = (
+            model.n_vocab
+            if p.temperature <= 0
+            and grammar is None
+            and not p.logit_bias
+            and p.repeat_penalty == 1.0
+            and not p.frequency_penalty
+            and not p.presence_penalty
+            else 0
+        )
         if p.temperature <= 0:
             add(lib.llama_sampler_init_greedy())
             return
@@ -339,6 +352,11 @@ class Sampler:
     def sample(self, ctx: Context, index: int, candidates: Candidates | None) -> int:
         """Sample from the logits of batch position `index` (and accept the token)."""
         lib = _lib()
+        if self._argmax_of:
+            import numpy as np
+
+            row = lib.llama_get_logits_ith(ctx.ptr, index)
+            return int(np.ctypeslib.as_array(row, shape=(self._argmax_of,)).argmax())
         grammar = self.grammar
         if grammar is None or not self.active or candidates is None:
             token = lib.llama_sampler_sample(self.ptr, ctx.ptr, index)

@@ -32,7 +32,7 @@ from .middleware import (
 from .models.routes import get_model, get_models
 from .protocol import Response as WireResponse
 from .settings import Settings
-from .state import AppState
+from .state import AppState, EngineLoad
 from .vector_stores.routes import ROUTES as STORE_ROUTES
 
 VERSION = "0.1.0"
@@ -131,10 +131,13 @@ def create_app(
     engine: Engine | None = None,
     retriever: Retriever | None = None,
     embedder: Embedder | None = None,
+    preload: EngineLoad | None = None,
 ) -> RagserveApp:
     """Build the app. Tests pass their own engine and retriever; otherwise they load in the
     background after start-up, so /health answers at once and /health/ready says when."""
-    state = AppState(settings, engine=engine, retriever=retriever, embedder=embedder)
+    state = AppState(
+        settings, engine=engine, retriever=retriever, embedder=embedder, preload=preload
+    )
     library = Library(state)
     chat, completions, embeddings = (
         ChatService(state, library),

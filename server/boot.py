@@ -2,7 +2,8 @@
 
 Importing Litestar, numpy and the rest takes most of a second on a small machine. The
 listener starts at once with this front; it builds the real app on a thread, answers
-liveness probes meanwhile, and hands every other request to the app once it exists.
+liveness probes meanwhile, and hands every other request to the app once it exists. The
+model starts loading before that import (server/state.py: EngineLoad).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ class BootApp:
 
     def _build(self) -> None:
         try:
+            from .state import EngineLoad
+
+            preload = EngineLoad(self.settings)  # the model loads while the app imports
             from .app import create_app
 
-            app = create_app(self.settings)
+            app = create_app(self.settings, preload=preload)
             app.state.start_loading()  # the lifespan startup the front does not forward
             self.app = app
         except BaseException as exc:  # surfaced on the first request

@@ -23,6 +23,51 @@ log = structlog.get_logger(__name__)
 NO_RAG_SUFFIX = "-norag"
 
 
+def served_model_id(settings: Settings) -> str:
+    return settings.model_alias or model_id_for(settings.model_path or bundled_model_path())
+
+
+def build_engine(s: Settings, model_id: str) -> LlamaEngine:
+    return LlamaEngine(
+        s.model_path or bundled_model_path(),
+        model_id=model_id,
+        n_ctx=s.n_ctx,
+        n_gpu_layers=s.n_gpu_layers,
+        n_threads=s.n_threads,
+        n_batch=s.n_batch,
+        parallel=s.parallel,
+        flash_attn=s.flash_attn,
+        kv_cache_type=s.kv_cache_type,
+        stream_interval=s.stream_interval,
+        max_queue=s.max_queue,
+    )
+
+
+class EngineLoad:
+    """The model load, begun before the web stack is imported (`ragserve serve`): llama.cpp
+    reads and uploads the file with the GIL released while Litestar and the rest import."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: LlamaEngine | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._engine = build_engine(self.settings, served_model_id(self.settings))
+        except BaseException as exc:  # raised by result(), in the app's loader
+            self._error = exc
+
+    def result(self) -> LlamaEngine:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._engine is not None
+        return self._engine
+
+
 class AppState:
     """Heavy objects, built once. Until they are loaded, requests get 503 not_ready."""
 
@@ -33,8 +78,10 @@ class AppState:
         engine: Engine | None = None,
         retriever: Retriever | None = None,
         embedder: Embedder | None = None,
+        preload: EngineLoad | None = None,
     ) -> None:
         self.settings = settings
+        self._preload = preload
         self.metrics = Metrics()
         self.started_at = time.time()
         self._engine = engine
@@ -44,9 +91,8 @@ class AppState:
         self.load_error: str | None = None
         self._watch(engine)
         self._loader: threading.Thread | None = None
-        path = settings.model_path
-        self.model_id = settings.model_alias or (
-            engine.model_id if engine else model_id_for(path or bundled_model_path())
+        self.model_id = (
+            settings.model_alias or engine.model_id if engine else served_model_id(settings)
         )
         # the documents API's stores, as `<model>@<store name>` ids (set by the app)
         self.store_names: Callable[[], list[tuple[str, str]]] = list
@@ -72,19 +118,8 @@ class AppState:
 
         def load_engine() -> None:
             try:
-                self._engine = LlamaEngine(
-                    s.model_path or bundled_model_path(),
-                    model_id=self.model_id,
-                    n_ctx=s.n_ctx,
-                    n_gpu_layers=s.n_gpu_layers,
-                    n_threads=s.n_threads,
-                    n_batch=s.n_batch,
-                    parallel=s.parallel,
-                    flash_attn=s.flash_attn,
-                    kv_cache_type=s.kv_cache_type,
-                    stream_interval=s.stream_interval,
-                    max_queue=s.max_queue,
-                )
+                pending = self._preload
+                self._engine = pending.result() if pending else build_engine(s, self.model_id)
             except BaseException as exc:  # reported by the loader thread below
                 failures.append(exc)
 

@@ -42,7 +42,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: -d "$G/wheels" --python
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 litestar==2.25.0 litestar-htmx==0.5.0 \
   multipart==2.0.1 rich-click==1.9.9 sniffio==1.3.1 msgspec==0.22.0 \
-  structlog==26.1.0 uvicorn==0.54.0 pypdf==7.1.1 gguf==0.19.0
+  structlog==26.1.0 uvicorn==0.54.0 pypdf==7.1.1 gguf==0.19.0 diskcache==5.6.3
 python3 -m pip download -q --no-deps --only-binary=:all: -d "$G/wheels" --python-version 3.12 \
   --implementation cp --platform manylinux_2_5_x86_64 py-spy==0.4.3  # profiles ragserve there
 if ! ls "$G"/wheels/hnswlib-*-cp312-*.whl > /dev/null 2>&1; then

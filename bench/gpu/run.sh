@@ -145,6 +145,7 @@ print(f'IMPORTS torch {a - t:.2f} s, transformers {b - a:.2f} s, sentence_transf
 log "ragserve done"
 
 # --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----
+if [ -z "${SKIP_MEMORY:-}" ]; then
 for kv in f16 q8_0 q4_0; do
   timeout "${STEP_S:-180}" "$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1 -ctk $kv -ctv $kv -d 0,4096 -p 512 -n 128 -r 3 \
     -o md 2>&1 | tee -a "$OUT/llama-bench-kv.md"
@@ -152,6 +153,7 @@ done
 log "kv bench done"
 timeout "${STEP_S:-180}" $PY bench/gpu/vram.py --model "$MODEL" --json "$OUT/vram.json" 2>&1 | grep -v "^llama\|^load\|^print_info" \
   | tee "$OUT/vram.txt"
+fi
 log "all done"
 $PY bench/gpu/summary.py "$OUT" | tee "$OUT/summary.txt"
 log "summary written"

@@ -5,8 +5,9 @@
 Runs `python -m ragserve.cli <arguments>` as a child, prints the two start-up times as
 soon as they are known, samples the child's resident memory every 0.2 s until it exits
 (SIGINT or SIGTERM to this script reaches the server as SIGTERM), and writes
-DIR/ragserve-rss.txt: RSS once ready, the largest sample, and the kernel's peak (VmHWM)
-at the last sample.
+DIR/ragserve-rss.txt: RSS once ready, the largest while serving, the largest sample
+(loading included: llama.cpp's mapped model file counts while it is uploaded), and
+the kernel's peak (VmHWM) at the last sample.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda s, f: proc.send_signal(signal.SIGTERM))
     live = ready = None
-    ready_rss = top = hwm = 0.0
+    ready_rss = top = serving = hwm = 0.0
     while proc.poll() is None:
         try:
             age = age_s(proc.pid)
@@ -53,6 +54,8 @@ def main() -> None:
         except (OSError, IndexError):
             break
         top = max(top, rss)
+        if ready is not None:
+            serving = max(serving, rss)
         if live is None and up(base + "/health"):
             live = age
             print(f"ragserve: process start -> /health 200 after {live:.2f} s", flush=True)
@@ -66,8 +69,8 @@ def main() -> None:
         time.sleep(0.2 if ready is not None else 0.02)
     proc.wait()
     (a.out / "ragserve-rss.txt").write_text(
-        f"ragserve RSS once ready {ready_rss:.0f} MiB; largest sample {top:.0f} MiB; "
-        f"VmHWM at the last sample {hwm:.0f} MiB\n"
+        f"ragserve RSS once ready {ready_rss:.0f} MiB; largest while serving {serving:.0f} MiB; "
+        f"largest sample (loading included) {top:.0f} MiB; VmHWM at the last sample {hwm:.0f} MiB\n"
     )
 
 

@@ -87,3 +87,27 @@ def test_kv_cache_types_generate_text(kv):
 def test_unknown_kv_cache_type_is_refused_before_loading():
     with pytest.raises(ValueError, match="KV cache type"):
         LlamaEngine(bundled_model_path(), model_id="kv", n_ctx=256, kv_cache_type="q5")
+
+
+def test_greedy_argmax_in_numpy_gives_llama_cpp_greedy_tokens():
+    """The NumPy argmax path (plain temperature 0) picks what llama.cpp's greedy sampler picks:
+    a logit bias of 0 on one token keeps the distribution and forces llama.cpp's path."""
+    engine = LlamaEngine(bundled_model_path(), model_id="g", n_ctx=512, parallel=1)
+    try:
+        prompt = engine.chat_tokens([{"role": "user", "content": "List five rivers of Korea."}])
+        fast, _ = asyncio.run(
+            generate_text(engine, prompt, max_tokens=48, temperature=0, ignore_eos=True)
+        )
+        chain, _ = asyncio.run(
+            generate_text(
+                engine,
+                prompt,
+                max_tokens=48,
+                temperature=0,
+                ignore_eos=True,
+                logit_bias=((5, 0.0),),
+            )
+        )
+    finally:
+        engine.close()
+    assert fast == chain and len(fast) > 20
