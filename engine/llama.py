@@ -34,12 +34,13 @@ def _lib():
 class Model:
     """A loaded GGUF: weights, vocabulary, metadata and tokenization (thread-safe)."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int) -> None:
+    def __init__(self, path: Path, *, n_gpu_layers: int, use_mmap: bool = True) -> None:
         lib = _lib()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
         params.n_gpu_layers = ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers
+        params.use_mmap = use_mmap
         ptr = lib.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise BackendError(f"llama.cpp could not load the model file {path}")

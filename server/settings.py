@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True):
     parallel: int = 4
     flash_attn: str = "auto"
     kv_cache_type: str = "f16"
+    mmap: str = "auto"
     stream_interval: float = 0.05
     max_queue: int = 16
     default_max_tokens: int = 512
@@ -132,6 +133,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "f16",
         "element type of the KV cache (K and V): q8_0 halves its memory, q4_0 quarters it; "
         "quantized types need flash attention",
+    ),
+    Option(
+        "mmap",
+        "--mmap",
+        choice("auto", "on", "off"),
+        "auto",
+        "map the model file instead of reading it (auto: read it when every layer goes to the "
+        "GPU, so its pages do not stay in host memory)",
     ),
     Option(
         "n_batch",

@@ -38,6 +38,7 @@ def build_engine(s: Settings, model_id: str) -> LlamaEngine:
         parallel=s.parallel,
         flash_attn=s.flash_attn,
         kv_cache_type=s.kv_cache_type,
+        mmap=s.mmap,
         stream_interval=s.stream_interval,
         max_queue=s.max_queue,
     )

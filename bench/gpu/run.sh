@@ -103,15 +103,17 @@ log "llama-server done"
 
 # --- 5. a bare Llama() load of the same file, then ragserve ----------------------------
 $PY bench/gpu/bare_load.py "$MODEL" "$NGL" $((SLOTS * CTX_PER_SLOT)) 2>&1 | tee "$OUT/bare-load.txt"
+$PY bench/gpu/bare_load.py "$MODEL" "$NGL" $((SLOTS * CTX_PER_SLOT)) no-mmap 2>&1 | grep -v "^llama_context" \
+  | tee -a "$OUT/bare-load.txt"
 
-serve() {  # port, extra args...
-  local port=$1; shift
-  $PY bench/gpu/serve_timed.py --out "$OUT" -- --log-level info serve --port "$port" \
+serve() {  # port, tag, extra args...
+  local port=$1 tag=$2; shift 2
+  $PY bench/gpu/serve_timed.py --out "$OUT" --tag "$tag" -- --log-level info serve --port "$port" \
     --model "$MODEL" --model-alias m --parallel "$SLOTS" --n-ctx "$CTX_PER_SLOT" \
     --n-gpu-layers "$NGL" --max-queue 64 --index "$B/index" \
     --embed-model "$W/all-MiniLM-L6-v2" --rag-top-k "${RAG_TOP_K:-6}" "$@"
 }
-serve 8090 --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" > "$OUT/ragserve-start.txt" 2>&1 &
+serve 8090 "" --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" > "$OUT/ragserve-start.txt" 2>&1 &
 RS=$!
 if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
   cat "$OUT/ragserve-start.txt"
@@ -143,6 +145,30 @@ c = time.perf_counter(); import litestar, ragserve.server.app; d = time.perf_cou
 print(f'IMPORTS torch {a - t:.2f} s, transformers {b - a:.2f} s, sentence_transformers {c - b:.2f} s, app {d - c:.2f} s')" \
   2> "$OUT/importtime.txt" | tee -a "$OUT/bare-load.txt"
 log "ragserve done"
+
+# --- 5b. variants of the server's settings (VARIANTS="name:--flag value;name2:--flag"),
+# the same load levels against each, with start-up time and RSS ---------------------------
+IFS=';' read -r -a VARS <<< "${VARIANTS:-}"
+for v in "${VARS[@]}"; do
+  [ -n "$v" ] || continue
+  name=${v%%:*}; read -r -a extra <<< "${v#*:}"
+  serve 8091 "$name" --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" "${extra[@]}" \
+    > "$OUT/ragserve-start-$name.txt" 2>&1 &
+  VS=$!
+  if wait_http http://127.0.0.1:8091/health/ready $VS 180; then
+    grep -E "^ragserve: process start" "$OUT/ragserve-start-$name.txt"
+    timeout "${STEP_S:-180}" $PY bench/load.py --base-url http://127.0.0.1:8091/v1 --model m-norag \
+      --concurrency "${VARIANT_LEVELS:-8,16}" --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" \
+      --max-tokens "$MAX_TOKENS" --json "$OUT/load-ragserve-$name.json" 2>&1 | tee "$OUT/load-ragserve-$name.txt"
+  else
+    log "variant $name did not get ready"; tail -5 "$OUT/ragserve-start-$name.txt"
+  fi
+  kill $VS 2>/dev/null
+  for _ in $(seq 100); do kill -0 $VS 2>/dev/null || break; sleep 0.2; done
+  kill -9 $VS "$(cat "$OUT/ragserve-$name.pid" 2>/dev/null)" 2>/dev/null; wait $VS 2>/dev/null
+  cat "$OUT/ragserve-rss-$name.txt" 2>/dev/null
+  log "variant $name done"
+done
 
 # --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----
 if [ -z "${SKIP_MEMORY:-}" ]; then

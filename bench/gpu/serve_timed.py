@@ -34,13 +34,15 @@ def up(url: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--tag", default="", help="suffix of the files written (a variant's name)")
     ap.add_argument("args", nargs=argparse.REMAINDER)
     a = ap.parse_args()
     args = [x for x in a.args if x != "--"]
     port = args[args.index("--port") + 1]
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "ragserve.cli", *args])
-    (a.out / "ragserve.pid").write_text(str(proc.pid))
+    tag = f"-{a.tag}" if a.tag else ""
+    (a.out / f"ragserve{tag}.pid").write_text(str(proc.pid))
     # SIGTERM, not SIGINT: a background job of a script starts with SIGINT ignored, and so
     # would the server; ragserve stops on SIGTERM the way it does on Ctrl-C.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -68,7 +70,7 @@ def main() -> None:
             print(f"READY_S={ready:.3f}", flush=True)
         time.sleep(0.2 if ready is not None else 0.02)
     proc.wait()
-    (a.out / "ragserve-rss.txt").write_text(
+    (a.out / f"ragserve-rss{tag}.txt").write_text(
         f"ragserve RSS once ready {ready_rss:.0f} MiB; largest while serving {serving:.0f} MiB; "
         f"largest sample (loading included) {top:.0f} MiB; VmHWM at the last sample {hwm:.0f} MiB\n"
     )

@@ -63,8 +63,8 @@ def test_an_index_that_fails_to_open_is_reported_and_the_model_is_freed(tmp_path
     assert state._engine is None  # loaded alongside, then closed: not kept half-ready
 
 
-@pytest.mark.parametrize("kv", ["f16", "q8_0", "q4_0"])
-def test_kv_cache_types_generate_text(kv):
+@pytest.mark.parametrize(("kv", "mmap"), [("f16", "off"), ("q8_0", "auto"), ("q4_0", "on")])
+def test_kv_cache_types_generate_text(kv, mmap):
     engine = LlamaEngine(
         bundled_model_path(),
         model_id="kv",
@@ -72,6 +72,7 @@ def test_kv_cache_types_generate_text(kv):
         parallel=2,
         kv_cache_type=kv,
         flash_attn="on",
+        mmap=mmap,
         warmup=False,
     )
     try:
