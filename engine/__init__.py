@@ -12,7 +12,7 @@ engine thread to the event loop), `tools` (tool calls parsed from streamed text)
 from .chat import FALLBACK_TEMPLATE, ChatTemplate
 from .grammar import schema_to_gbnf
 from .jobs import Job
-from .llama_engine import LlamaBackend, LlamaEngine, default_gpu_layers
+from .llama_engine import EngineLoad, LlamaBackend, LlamaEngine, default_gpu_layers
 from .scheduler import Scheduler
 from .stops import StopMatcher
 from .tool_formats import ToolFormat
@@ -40,6 +40,7 @@ __all__ = [
     "CallStart",
     "ChatTemplate",
     "Engine",
+    "EngineLoad",
     "EngineStats",
     "Finished",
     "GenerationEvent",

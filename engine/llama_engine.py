@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ class LlamaEngine(Scheduler):
         parallel: int = 4,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
-        n_batch: int = 512,
+        n_batch: int | None = None,
         max_queue: int = 16,
         flash_attn: bool | str = True,
         kv_cache_type: str = "f16",
@@ -148,6 +149,11 @@ class LlamaEngine(Scheduler):
         # only needs staging buffers. auto: read when every layer goes to a GPU.
         offload_all = n_gpu_layers < 0 and default_gpu_layers() < 0
         use_mmap = mmap == "on" or (mmap == "auto" and not offload_all)
+        # A GPU reads a 2048-token prompt chunk in ~0.2 s, so larger steps cost running
+        # streams little and cut per-step overhead (H100, 8 clients: TTFT p95 1.51 -> 1.32 s,
+        # bench/RESULTS.md); a CPU takes seconds per chunk, so it keeps 512.
+        if n_batch is None:
+            n_batch = 2048 if offload_all else 512
         model = Model(model_path, n_gpu_layers=n_gpu_layers, use_mmap=use_mmap)
         try:
             ctx = Context(
@@ -248,3 +254,30 @@ class LlamaEngine(Scheduler):
         if stopped:
             self.backend.close()
         return stopped
+
+
+class EngineLoad:
+    """A LlamaEngine built on its own thread, begun as early as possible (`ragserve serve`
+    starts it before importing the web stack): llama.cpp reads and uploads the file with the
+    GIL released while the rest of the server imports. `result()` waits for it."""
+
+    def __init__(self, model_path: Path, **options: Any) -> None:
+        self._engine: LlamaEngine | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(model_path, options), name="model-loader", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, model_path: Path, options: dict[str, Any]) -> None:
+        try:
+            self._engine = LlamaEngine(model_path, **options)
+        except BaseException as exc:  # raised by result(), in the app's loader
+            self._error = exc
+
+    def result(self) -> LlamaEngine:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._engine is not None
+        return self._engine

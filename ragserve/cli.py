@@ -55,9 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from ragserve.server.boot import BootApp
-    from ragserve.server.serve import run
-
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
     try:
@@ -68,7 +65,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if not model.is_file():
         print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
         return EXIT_USAGE
-    app = BootApp(settings)
+    # The model loads first, on its own thread, while the web stack imports below.
+    from ragserve.engine import EngineLoad
+    from ragserve.server.settings import engine_options
+
+    preload = EngineLoad(model, **engine_options(settings))
+    from ragserve.server.boot import BootApp
+    from ragserve.server.serve import run
+
+    app = BootApp(settings, preload=preload)
     auth = "API key required" if settings.api_keys else "no API key"
     print(
         f"ragserve: serving http://{settings.host}:{settings.port}/v1 ({auth}); "

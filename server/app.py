@@ -9,7 +9,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
-from ragserve.engine import Engine
+from ragserve.engine import Engine, EngineLoad
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.search import Retriever
 
@@ -32,7 +32,7 @@ from .middleware import (
 from .models.routes import get_model, get_models
 from .protocol import Response as WireResponse
 from .settings import Settings
-from .state import AppState, EngineLoad
+from .state import AppState
 from .vector_stores.routes import ROUTES as STORE_ROUTES
 
 VERSION = "0.1.0"

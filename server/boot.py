@@ -3,7 +3,7 @@
 Importing Litestar, numpy and the rest takes most of a second on a small machine. The
 listener starts at once with this front; it builds the real app on a thread, answers
 liveness probes meanwhile, and hands every other request to the app once it exists. The
-model starts loading before that import (server/state.py: EngineLoad).
+model is already loading by then (`ragserve serve` starts an EngineLoad first).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ _HEALTH = b'{"status":"ok"}'
 
 
 class BootApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, preload: Any = None) -> None:
         self.settings = settings
+        self.preload = preload  # an EngineLoad begun by `ragserve serve`
         self.app: Any = None
         self._error: BaseException | None = None
         self._built = threading.Event()
@@ -27,12 +28,9 @@ class BootApp:
 
     def _build(self) -> None:
         try:
-            from .state import EngineLoad
-
-            preload = EngineLoad(self.settings)  # the model loads while the app imports
             from .app import create_app
 
-            app = create_app(self.settings, preload=preload)
+            app = create_app(self.settings, preload=self.preload)
             app.state.start_loading()  # the lifespan startup the front does not forward
             self.app = app
         except BaseException as exc:  # surfaced on the first request

@@ -33,7 +33,7 @@ class Settings(msgspec.Struct, frozen=True):
     n_ctx: int = 4096
     n_gpu_layers: int | None = None  # None: all layers when llama.cpp has a GPU backend
     n_threads: int | None = None
-    n_batch: int = 512
+    n_batch: int | None = None  # None: 2048 with every layer on a GPU, else 512
     parallel: int = 4
     flash_attn: str = "auto"
     kv_cache_type: str = "f16"
@@ -146,9 +146,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "n_batch",
         "--n-batch",
         whole(1),
-        512,
+        None,
         "tokens per decode step, shared by running streams and chunks of new prompts (smaller: "
         "smoother streams while long prompts are read)",
+        default_text="2048 with every layer on a GPU (as llama-server), else 512",
     ),
     Option(
         "stream_interval",
@@ -304,6 +305,27 @@ def bundled_model_path() -> Path:
 def model_id_for(path: Path) -> str:
     """`Qwen2.5-7B-Instruct-Q4_K_M.gguf` -> `qwen2.5-7b-instruct-q4_k_m`."""
     return path.name.removesuffix(".gguf").lower()
+
+
+def served_model_id(settings: Settings) -> str:
+    return settings.model_alias or model_id_for(settings.model_path or bundled_model_path())
+
+
+def engine_options(s: Settings) -> dict[str, object]:
+    """LlamaEngine's keyword arguments from the settings (the model path aside)."""
+    return {
+        "model_id": served_model_id(s),
+        "n_ctx": s.n_ctx,
+        "n_gpu_layers": s.n_gpu_layers,
+        "n_threads": s.n_threads,
+        "n_batch": s.n_batch,
+        "parallel": s.parallel,
+        "flash_attn": s.flash_attn,
+        "kv_cache_type": s.kv_cache_type,
+        "mmap": s.mmap,
+        "stream_interval": s.stream_interval,
+        "max_queue": s.max_queue,
+    }
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ragserve.engine import Engine, Finished, GenerationRequest, LlamaEngine
+from ragserve.engine import Engine, EngineLoad, Finished, GenerationRequest, LlamaEngine
 from ragserve.errors import ModelNotFound, NotReady
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
@@ -16,57 +16,11 @@ from ragserve.retrieval.search import Retriever
 
 from .citations import UrlSigner, load_secret
 from .metrics import Metrics
-from .settings import Settings, bundled_model_path, model_id_for
+from .settings import Settings, bundled_model_path, engine_options, served_model_id
 
 log = structlog.get_logger(__name__)
 
 NO_RAG_SUFFIX = "-norag"
-
-
-def served_model_id(settings: Settings) -> str:
-    return settings.model_alias or model_id_for(settings.model_path or bundled_model_path())
-
-
-def build_engine(s: Settings, model_id: str) -> LlamaEngine:
-    return LlamaEngine(
-        s.model_path or bundled_model_path(),
-        model_id=model_id,
-        n_ctx=s.n_ctx,
-        n_gpu_layers=s.n_gpu_layers,
-        n_threads=s.n_threads,
-        n_batch=s.n_batch,
-        parallel=s.parallel,
-        flash_attn=s.flash_attn,
-        kv_cache_type=s.kv_cache_type,
-        mmap=s.mmap,
-        stream_interval=s.stream_interval,
-        max_queue=s.max_queue,
-    )
-
-
-class EngineLoad:
-    """The model load, begun before the web stack is imported (`ragserve serve`): llama.cpp
-    reads and uploads the file with the GIL released while Litestar and the rest import."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._engine: LlamaEngine | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._engine = build_engine(self.settings, served_model_id(self.settings))
-        except BaseException as exc:  # raised by result(), in the app's loader
-            self._error = exc
-
-    def result(self) -> LlamaEngine:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._engine is not None
-        return self._engine
 
 
 class AppState:
@@ -120,7 +74,14 @@ class AppState:
         def load_engine() -> None:
             try:
                 pending = self._preload
-                self._engine = pending.result() if pending else build_engine(s, self.model_id)
+                self._engine = (
+                    pending.result()
+                    if pending
+                    else LlamaEngine(
+                        s.model_path or bundled_model_path(),
+                        **{**engine_options(s), "model_id": self.model_id},  # type: ignore[arg-type]
+                    )
+                )
             except BaseException as exc:  # reported by the loader thread below
                 failures.append(exc)
 

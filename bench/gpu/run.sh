@@ -76,7 +76,7 @@ cat "$MODEL" > /dev/null  # into the page cache, as for every load below
 log "model ready: $(stat -c %s "$MODEL") bytes"
 
 # --- 3. llama-bench ------------------------------------------------------------------
-"$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1,0 -p 512 -n 128 -r 5 -o md 2>&1 | tee "$OUT/llama-bench.md"
+[ -n "${SKIP_BENCH:-}" ] || "$LIB/llama-bench" -m "$MODEL" -ngl "$NGL" -fa 1,0 -p 512 -n 128 -r 5 -o md 2>&1 | tee "$OUT/llama-bench.md"
 log "llama-bench done"
 
 # --- 4. llama-server -np 8 under bench/load.py -----------------------------------------
@@ -88,6 +88,7 @@ wait_http() {  # url pid seconds
   done
   return 1
 }
+if [ -z "${SKIP_LLAMA_SERVER:-}" ]; then
 "$LIB/llama-server" -m "$MODEL" -ngl "$NGL" -fa on -np "$SLOTS" -c $((SLOTS * CTX_PER_SLOT)) \
   --port 8080 --host 127.0.0.1 > "$OUT/llama-server.log" 2>&1 &
 LS=$!
@@ -100,6 +101,7 @@ else
 fi
 kill $LS 2>/dev/null; sleep 1; kill -9 $LS 2>/dev/null; wait $LS 2>/dev/null
 log "llama-server done"
+fi
 
 # --- 5. a bare Llama() load of the same file, then ragserve ----------------------------
 $PY bench/gpu/bare_load.py "$MODEL" "$NGL" $((SLOTS * CTX_PER_SLOT)) 2>&1 | tee "$OUT/bare-load.txt"
@@ -110,7 +112,7 @@ serve() {  # port, tag, extra args...
   local port=$1 tag=$2; shift 2
   $PY bench/gpu/serve_timed.py --out "$OUT" --tag "$tag" -- --log-level info serve --port "$port" \
     --model "$MODEL" --model-alias m --parallel "$SLOTS" --n-ctx "$CTX_PER_SLOT" \
-    --n-gpu-layers "$NGL" --max-queue 64 --index "$B/index" \
+    $([ "$NGL" = 99 ] || echo --n-gpu-layers "$NGL") --max-queue 64 --index "$B/index" \
     --embed-model "$W/all-MiniLM-L6-v2" --rag-top-k "${RAG_TOP_K:-6}" "$@"
 }
 serve 8090 "" --flash-attn on --embed-device "${EMBED_DEVICE:-cpu}" > "$OUT/ragserve-start.txt" 2>&1 &
@@ -126,7 +128,7 @@ if wait_http http://127.0.0.1:8090/health/ready $RS 180; then
     --rounds "$ROUNDS" --prompt-tokens "$PROMPT_TOKENS" --max-tokens "$MAX_TOKENS" \
     --json "$OUT/load-ragserve.json" 2>&1 | tee "$OUT/load-ragserve.txt"
   log "ragserve load done"
-  timeout "${STEP_S:-180}" $PY bench/gpu/probe.py --base-url http://127.0.0.1:8090 --model m --json "$OUT/probe.json" \
+  [ -n "${SKIP_PROBE:-}" ] || timeout "${STEP_S:-180}" $PY bench/gpu/probe.py --base-url http://127.0.0.1:8090 --model m --json "$OUT/probe.json" \
     2>&1 | tee "$OUT/probe.txt"
   $PY -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8090/metrics').read().decode())" \
     > "$OUT/ragserve-metrics.txt" 2>&1
