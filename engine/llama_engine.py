@@ -132,7 +132,7 @@ class LlamaEngine(Scheduler):
         max_queue: int = 16,
         flash_attn: bool | str = True,
         kv_cache_type: str = "f16",
-        mmap: str = "auto",
+        mmap: str = "on",
         stream_interval: float = 0.05,
         warmup: bool = True,
     ) -> None:
@@ -144,11 +144,13 @@ class LlamaEngine(Scheduler):
         n_threads = n_threads or os.cpu_count() or 1
         parallel = max(1, parallel)
         started = time.perf_counter()
-        # Mapping the file keeps its pages in the process while the weights are copied to the
-        # GPU (RSS peaked at the file's size, 4.7 GB for a 7B Q4_K_M); reading it instead
-        # only needs staging buffers. auto: read when every layer goes to a GPU.
+        # Mapping the file (llama.cpp's default) counts its pages in the process's RSS while
+        # the weights are copied to the GPU: a bare Llama() of a 7B Q4_K_M peaked at 4.8 GB,
+        # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
         offload_all = n_gpu_layers < 0 and default_gpu_layers() < 0
-        use_mmap = mmap == "on" or (mmap == "auto" and not offload_all)
+        if mmap not in ("on", "off"):
+            raise ValueError(f"mmap must be on or off, not {mmap!r}")
+        use_mmap = mmap == "on"
         # A GPU reads a 2048-token prompt chunk in ~0.2 s, so larger steps cost running
         # streams little and cut per-step overhead (H100, 8 clients: TTFT p95 1.51 -> 1.32 s,
         # bench/RESULTS.md); a CPU takes seconds per chunk, so it keeps 512.
