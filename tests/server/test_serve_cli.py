@@ -165,3 +165,43 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
             proc.kill()
             proc.wait()
     assert "server.draining" in log.read_text()
+
+
+def test_a_model_that_fails_to_load_keeps_the_server_up_and_says_why(tmp_path, index_dir):
+    """`ragserve serve` starts the model load before the web stack (EngineLoad): a broken
+    file is reported by /health/ready and every API call, and /health stays live."""
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 32)
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGSERVE_INDEX_DIR": str(index_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ragserve.cli", "serve", "--port", str(port), "--model", str(bad)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None
+            assert time.monotonic() < deadline, "never reported"
+            try:
+                ready = httpx.get(url + "/health/ready", timeout=2)
+                if ready.status_code == 503 and "failed to load" in ready.text:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert httpx.get(url + "/health", timeout=2).status_code == 200
+        chat = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "x", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert chat.status_code == 503
+        assert "could not load the model file" in chat.json()["error"]["message"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
