@@ -242,11 +242,12 @@ def main() -> None:
             # retrieval and assembly differ. The bench rebuilds that prompt from the same
             # index with the server's own code and checks that the token counts match.
             from ragserve.retrieval.embedder import SentenceTransformerEmbedder
-            from ragserve.retrieval.search import Retriever
+            from ragserve.retrieval.search import Retriever, merge_places
             from ragserve.server import rag
 
             emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu")
-            hits = Retriever(index, emb).search(QUESTION, 5)
+            # as the server packs them: adjacent chunks of one document are one place
+            hits = merge_places(Retriever(index, emb).search(QUESTION, 5))
             pasted = rag.augmented_turn(
                 QUESTION, [rag.source_block(n, h) for n, h in enumerate(hits, 1)]
             )
@@ -270,7 +271,8 @@ def main() -> None:
                 same.append(ttft("m-norag", pasted))
                 plain.append(ttft("m-norag", QUESTION))
             used = [s["chunk_id"] for s in on[-1].sources]
-            assert used == [h.chunk_id for h in hits], "the server retrieved other passages"
+            want = [h.chunk_id for h in hits]
+            assert used == want, f"the server retrieved other passages: {used}, not {want}"
             assert on[-1].prompt_tokens == same[-1].prompt_tokens, "prompts differ"
             ms = {
                 k: median([r.ttft_s for r in v]) * 1000
