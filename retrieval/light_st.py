@@ -56,31 +56,53 @@ def plan(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-class LightModel:
-    """The subset of `SentenceTransformer` the embedder uses: encode, tokenizer, sizes."""
+class Runner:
+    """What both runners share: the subset of `SentenceTransformer` the embedder uses (encode,
+    sizes), sentence-transformers' text preparation and its batching. Subclasses embed one
+    batch of prepared texts into normalised float32 vectors (`_batch`)."""
 
-    def __init__(self, spec: dict[str, Any], device: str) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        self._torch = torch
-        self.device = device
+    def __init__(self, spec: dict[str, Any]) -> None:
         self.max_seq_length: int = spec["max_seq_length"]
         self._lower: bool = spec["lower"]
         self._pooling: str = spec["pooling"]
         self._dim: int = spec["dim"]
-        self.tokenizer = AutoTokenizer.from_pretrained(str(spec["transformer"]))
-        self.model = AutoModel.from_pretrained(str(spec["transformer"])).float()
-        self.model.to(device).eval()
 
     def get_sentence_embedding_dimension(self) -> int:
         return self._dim
 
     def _batch(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> np.ndarray:
+        """Normalised vectors in input order; longest texts batched together, as ST does
+        (stripped, lower-cased when the folder says so)."""
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for i in range(0, len(texts), batch_size):
+            idx = order[i : i + batch_size]
+            batch = [texts[j].strip() for j in idx]
+            out[idx] = self._batch([t.lower() for t in batch] if self._lower else batch)
+        return out
+
+
+class LightModel(Runner):
+    """The folder's transformer through `transformers`, pooled and normalised in torch."""
+
+    def __init__(self, spec: dict[str, Any], device: str) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        super().__init__(spec)
+        self._torch = torch
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(str(spec["transformer"]))
+        self.model = AutoModel.from_pretrained(str(spec["transformer"])).float()
+        self.model.to(device).eval()
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        texts = [t.strip() for t in texts]
-        if self._lower:
-            texts = [t.lower() for t in texts]
         enc = self.tokenizer(
             texts,
             padding=True,
@@ -99,17 +121,6 @@ class LightModel:
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             return pooled.float().cpu().numpy()
-
-    def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> np.ndarray:
-        """Normalised vectors in input order; longest texts batched together, as ST does."""
-        if not texts:
-            return np.zeros((0, self._dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
-            out[idx] = self._batch([texts[j] for j in idx])
-        return out
 
 
 def load(folder: Path, device: str) -> LightModel | None:

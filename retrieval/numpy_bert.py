@@ -51,21 +51,17 @@ def plan(folder: Path) -> dict[str, Any] | None:
     return {**spec, "config": config, "weights": weights, "tokenizer": tokenizer}
 
 
-class NumpyBert:
-    """The subset of `SentenceTransformer` the embedder uses, in NumPy (float32)."""
+class NumpyBert(light_st.Runner):
+    """The folder's BERT in NumPy (float32), pooled and normalised the same way."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         from safetensors.numpy import load_file
         from scipy.special import erf
         from tokenizers import Tokenizer
 
+        super().__init__(spec)
         cfg = spec["config"]
-        self.max_seq_length: int = min(
-            spec["max_seq_length"], int(cfg.get("max_position_embeddings", 512))
-        )
-        self._lower: bool = spec["lower"]
-        self._pooling: str = spec["pooling"]
-        self._dim: int = spec["dim"]
+        self.max_seq_length = min(self.max_seq_length, int(cfg.get("max_position_embeddings", 512)))
         self._heads = int(cfg["num_attention_heads"])
         self._layers = int(cfg["num_hidden_layers"])
         self._eps = float(cfg.get("layer_norm_eps", 1e-12))
@@ -86,15 +82,13 @@ class NumpyBert:
             ):
                 key = p + name + ".weight"
                 self._w[key] = np.ascontiguousarray(self._w[key].T)
-        self.tokenizer = Tokenizer.from_file(str(spec["tokenizer"]))
+        tokenizer_json = spec["tokenizer"].read_text()  # one read, two configured copies
+        self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
-        self._plain = Tokenizer.from_file(str(spec["tokenizer"]))  # counting: no limits
+        self._plain = Tokenizer.from_str(tokenizer_json)  # counting: no limits
         self._plain.no_padding()
         self._plain.no_truncation()
-
-    def get_sentence_embedding_dimension(self) -> int:
-        return self._dim
 
     # -- tokens (for the embedder's count_tokens / token_spans) ---------------------------
     def token_ids(self, text: str) -> list[int]:
@@ -117,9 +111,6 @@ class NumpyBert:
         return x @ self._w[name + ".weight"] + self._w[name + ".bias"]
 
     def _batch(self, texts: list[str]) -> np.ndarray:
-        texts = [t.strip() for t in texts]
-        if self._lower:
-            texts = [t.lower() for t in texts]
         encs = self.tokenizer.encode_batch(texts)
         n, width = len(encs), max(len(e.ids) for e in encs)
         ids = np.zeros((n, width), dtype=np.int64)
@@ -169,17 +160,6 @@ class NumpyBert:
             pooled = (x * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return (pooled / norms).astype(np.float32)
-
-    def encode(self, texts: list[str], batch_size: int = 32, **_ignored: Any) -> np.ndarray:
-        """Normalised vectors in input order; texts of similar length batched together."""
-        if not texts:
-            return np.zeros((0, self._dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            idx = order[i : i + batch_size]
-            out[idx] = self._batch([texts[j] for j in idx])
-        return out
 
 
 def load(folder: Path) -> NumpyBert | None:
