@@ -136,10 +136,15 @@ class LlamaEngine(Scheduler):
         stream_interval: float = 0.05,
         warmup: bool = True,
     ) -> None:
-        kv_cache_type_id(kv_cache_type)  # a bad name fails before the model is read
+        # Bad names fail before the model is read.
+        kv_cache_type_id(kv_cache_type)
         flash_attn_type(flash_attn)
+        if mmap not in ("on", "off"):
+            raise ValueError(f"mmap must be on or off, not {mmap!r}")
+        gpu = default_gpu_layers() < 0
         if n_gpu_layers is None:
-            n_gpu_layers = default_gpu_layers()
+            n_gpu_layers = -1 if gpu else 0
+        offload_all = gpu and n_gpu_layers < 0
         # llama.cpp defaults to half the cores; prompt processing wants all of them.
         n_threads = n_threads or os.cpu_count() or 1
         parallel = max(1, parallel)
@@ -147,9 +152,6 @@ class LlamaEngine(Scheduler):
         # Mapping the file (llama.cpp's default) counts its pages in the process's RSS while
         # the weights are copied to the GPU: a bare Llama() of a 7B Q4_K_M peaked at 4.8 GB,
         # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
-        offload_all = n_gpu_layers < 0 and default_gpu_layers() < 0
-        if mmap not in ("on", "off"):
-            raise ValueError(f"mmap must be on or off, not {mmap!r}")
         use_mmap = mmap == "on"
         # A GPU reads a 2048-token prompt chunk in ~0.2 s, so larger steps cost running
         # streams little and cut per-step overhead (H100, 8 clients: TTFT p95 1.51 -> 1.32 s,

@@ -79,7 +79,7 @@ class AppState:
                     if pending
                     else LlamaEngine(
                         s.model_path or bundled_model_path(),
-                        **{**engine_options(s), "model_id": self.model_id},  # type: ignore[arg-type]
+                        **engine_options(s),  # type: ignore[arg-type]
                     )
                 )
             except BaseException as exc:  # reported by the loader thread below
