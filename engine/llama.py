@@ -31,16 +31,47 @@ def _lib():
     return llama_cpp
 
 
+def _set(params: ctypes.Structure, **values: object) -> None:
+    """Set fields of a llama.cpp parameter struct, refusing names the binding lacks: ctypes
+    would otherwise keep a misspelt or renamed field as a plain attribute, silently ignored
+    (`use_mmap` became `load_mode` in llama.cpp, and `--mmap off` did nothing)."""
+    names = {field[0] for field in type(params)._fields_}
+    for name, value in values.items():
+        if name not in names:
+            raise BackendError(
+                f"this llama-cpp-python has no {type(params).__name__}.{name}; "
+                "ragserve needs the version pinned in pyproject.toml"
+            )
+        setattr(params, name, value)
+
+
+def load_mode(mmap: str) -> int:
+    """llama.cpp's load mode for `--mmap`: auto (map the file unless a device cannot),
+    on (map it), off (read it into memory)."""
+    lib = _lib()
+    modes = {
+        "auto": lib.LLAMA_LOAD_MODE_AUTO,
+        "on": lib.LLAMA_LOAD_MODE_MMAP,
+        "off": lib.LLAMA_LOAD_MODE_NONE,
+    }
+    if mmap not in modes:
+        raise ValueError(f"mmap must be one of {', '.join(modes)}, not {mmap!r}")
+    return int(modes[mmap])
+
+
 class Model:
     """A loaded GGUF: weights, vocabulary, metadata and tokenization (thread-safe)."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int, use_mmap: bool = True) -> None:
+    def __init__(self, path: Path, *, n_gpu_layers: int, mmap: str = "auto") -> None:
         lib = _lib()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
-        params.n_gpu_layers = ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers
-        params.use_mmap = use_mmap
+        _set(
+            params,
+            n_gpu_layers=ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers,
+            load_mode=load_mode(mmap),
+        )
         ptr = lib.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             raise BackendError(f"llama.cpp could not load the model file {path}")
@@ -162,16 +193,21 @@ class Context:
     ) -> None:
         lib = _lib()
         params = lib.llama_context_default_params()
-        params.n_ctx = n_ctx * n_seq
-        params.n_seq_max = n_seq
-        params.kv_unified = False  # each sequence owns n_ctx cells: no request starves another
-        params.n_batch = n_batch
-        params.n_ubatch = min(n_batch, 512)
-        params.n_threads = n_threads
-        params.n_threads_batch = n_threads
-        params.flash_attn_type = flash_attn_type(flash_attn)
-        params.type_k = params.type_v = kv_cache_type(kv_type)
-        params.no_perf = True
+        kv = kv_cache_type(kv_type)
+        _set(
+            params,
+            n_ctx=n_ctx * n_seq,
+            n_seq_max=n_seq,
+            kv_unified=False,  # each sequence owns n_ctx cells: no request starves another
+            n_batch=n_batch,
+            n_ubatch=min(n_batch, 512),
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            flash_attn_type=flash_attn_type(flash_attn),
+            type_k=kv,
+            type_v=kv,
+            no_perf=True,
+        )
         ptr = lib.llama_init_from_model(model.ptr, params)
         if not ptr:
             raise BackendError(

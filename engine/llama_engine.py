@@ -16,14 +16,29 @@ from ragserve.errors import InvalidRequest
 
 from .chat import ChatTemplate
 from .grammar import GrammarCache, check_gbnf
-from .llama import Candidates, Context, Grammar, Model, Sampler, flash_attn_type
+from .llama import Candidates, Context, Grammar, Model, Sampler, flash_attn_type, load_mode
 from .llama import kv_cache_type as kv_cache_type_id
 from .scheduler import Scheduler
 from .tool_formats import ToolFormat
 from .types import BackendError, SamplingParams
 
 log = structlog.get_logger(__name__)
-WARMUP_TOKENS = 48
+# A GPU's first batched prompt initialises cuBLAS and loads its GEMM kernels: 48 tokens take
+# that path. A CPU only needs to show it can run this build's kernels, and pays for every token.
+WARMUP_TOKENS_GPU = 48
+WARMUP_TOKENS_CPU = 8
+# llama.cpp logs through a Python callback (llama-cpp-python's), ~1,100 lines while it reads a
+# 7B model and ~900 while it sets up 8 slots. Each needs the GIL; with Python's default 5 ms
+# switch interval, a busy thread beside the loader (the web stack importing, the index
+# loading) made each line wait for it: a 1.5B load here took 7.0-7.5 s instead of 3.3-5.0.
+# The worker needs the GIL between decode steps for the same reason while serving.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def share_the_gil() -> None:
+    """Hand the GIL over every 0.5 ms instead of 5 ms (see SWITCH_INTERVAL_S)."""
+    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def default_gpu_layers() -> int:
@@ -89,12 +104,13 @@ class LlamaBackend:
                 grammar.close()
             raise
 
-    def warmup(self, sequences: int) -> None:
+    def warmup(self, sequences: int, n_tokens: int = WARMUP_TOKENS_GPU) -> int:
         """One batched prefill and one decode step before reporting ready: a CPU that cannot
-        run this build's kernels fails here, at start-up, not on a user's first question."""
+        run this build's kernels fails here, at start-up, not on a user's first question,
+        and a GPU's first request does not pay for loading its kernels."""
         ctx, bos = self.ctx, self.model.bos
         seqs = range(min(2, sequences))
-        n = max(1, min(WARMUP_TOKENS, ctx.n_batch // len(seqs)))
+        n = max(1, min(n_tokens, ctx.n_batch // len(seqs)))
         log.info("engine.warmup", tokens=n, sequences=len(seqs))
         tokens = [bos if bos >= 0 else 0] * n
         ctx.clear_batch()
@@ -109,6 +125,7 @@ class LlamaBackend:
         ctx.clear_batch()
         for seq in seqs:
             ctx.truncate(seq, 0)
+        return n
 
     def close(self) -> None:
         self.grammars.close()
@@ -132,15 +149,14 @@ class LlamaEngine(Scheduler):
         max_queue: int = 16,
         flash_attn: bool | str = True,
         kv_cache_type: str = "f16",
-        mmap: str = "on",
+        mmap: str = "auto",
         stream_interval: float = 0.05,
         warmup: bool = True,
     ) -> None:
         # Bad names fail before the model is read.
         kv_cache_type_id(kv_cache_type)
         flash_attn_type(flash_attn)
-        if mmap not in ("on", "off"):
-            raise ValueError(f"mmap must be on or off, not {mmap!r}")
+        load_mode(mmap)
         gpu = default_gpu_layers() < 0
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu else 0
@@ -148,17 +164,23 @@ class LlamaEngine(Scheduler):
         # llama.cpp defaults to half the cores; prompt processing wants all of them.
         n_threads = n_threads or os.cpu_count() or 1
         parallel = max(1, parallel)
+        share_the_gil()
         started = time.perf_counter()
+        phases: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            phases[name] = round(time.perf_counter() - started - sum(phases.values()), 3)
+
         # Mapping the file (llama.cpp's default) counts its pages in the process's RSS while
         # the weights are copied to the GPU: a bare Llama() of a 7B Q4_K_M peaked at 4.8 GB,
         # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
-        use_mmap = mmap == "on"
         # A GPU reads a 2048-token prompt chunk in ~0.2 s, so larger steps cost running
         # streams little and cut per-step overhead (H100, 8 clients: TTFT p95 1.51 -> 1.32 s,
         # bench/RESULTS.md); a CPU takes seconds per chunk, so it keeps 512.
         if n_batch is None:
             n_batch = 2048 if offload_all else 512
-        model = Model(model_path, n_gpu_layers=n_gpu_layers, use_mmap=use_mmap)
+        model = Model(model_path, n_gpu_layers=n_gpu_layers, mmap=mmap)
+        lap("model_s")
         try:
             ctx = Context(
                 model,
@@ -172,12 +194,13 @@ class LlamaEngine(Scheduler):
         except Exception:
             model.close()
             raise
+        lap("context_s")
         self.backend = LlamaBackend(model, ctx)
+        self.warmup_tokens = 0
         if warmup:
-            self.backend.warmup(parallel)
-        # The worker needs the GIL between decode steps; with the default 5 ms switch
-        # interval, the event loop thread can hold it for most of a token's time budget.
-        sys.setswitchinterval(0.0005)
+            n = WARMUP_TOKENS_GPU if gpu else WARMUP_TOKENS_CPU
+            self.warmup_tokens = self.backend.warmup(parallel, n)
+            lap("warmup_s")
         self.model_id = model_id
         self.n_vocab = model.n_vocab
         meta = model.metadata
@@ -201,6 +224,8 @@ class LlamaEngine(Scheduler):
             stream_interval=stream_interval,
             name="llama-worker",
         )
+        lap("setup_s")
+        self.load_phases = phases  # seconds by phase, as logged in engine.loaded
         n_layer = model.n_layer
         offloaded = n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer)
         import llama_cpp
@@ -214,6 +239,7 @@ class LlamaEngine(Scheduler):
             gpu_offload_supported=bool(llama_cpp.llama_supports_gpu_offload()),
             layers_offloaded=f"{offloaded}/{n_layer}" if n_gpu_layers else f"0/{n_layer}",
             seconds=round(time.perf_counter() - started, 2),
+            **phases,
         )
 
     # -- tokens and templates -----------------------------------------------------------
@@ -266,6 +292,7 @@ class EngineLoad:
     GIL released while the rest of the server imports. `result()` waits for it."""
 
     def __init__(self, model_path: Path, **options: Any) -> None:
+        share_the_gil()  # before the thread starts: the web stack imports beside it
         self._engine: LlamaEngine | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(

@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, frozen=True):
     parallel: int = 4
     flash_attn: str = "auto"
     kv_cache_type: str = "f16"
-    mmap: str = "on"
+    mmap: str = "auto"
     stream_interval: float = 0.05
     max_queue: int = 16
     default_max_tokens: int = 512
@@ -137,10 +137,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     Option(
         "mmap",
         "--mmap",
-        choice("on", "off"),
-        "on",
-        "map the model file (on) or read it (off: less host memory while the model loads onto "
-        "a GPU, a little slower)",
+        choice("auto", "on", "off"),
+        "auto",
+        "map the model file (on; auto: unless a device cannot) or read it (off: less host "
+        "memory while the model loads onto a GPU, a little slower)",
     ),
     Option(
         "n_batch",

@@ -85,6 +85,37 @@ def test_kv_cache_types_generate_text(kv, mmap):
     assert done.completion_tokens == 12 and text.strip()
 
 
+def _mapped(path) -> bool:
+    real = str(path.resolve())
+    return any(line.rstrip().endswith(real) for line in open("/proc/self/maps"))
+
+
+@pytest.mark.parametrize(("mmap", "mapped"), [("on", True), ("auto", True), ("off", False)])
+def test_mmap_setting_decides_whether_the_model_file_is_mapped(mmap, mapped):
+    """`--mmap off` must read the file: llama.cpp renamed the field once and the setting was
+    silently ignored (the engine now refuses parameter names its binding lacks)."""
+    model = bundled_model_path()
+    assert not _mapped(model)
+    engine = LlamaEngine(model, model_id="m", n_ctx=128, parallel=1, mmap=mmap, warmup=False)
+    try:
+        assert _mapped(model) is mapped
+    finally:
+        engine.close()
+    assert not _mapped(model)
+
+
+def test_parameter_names_the_binding_lacks_are_refused():
+    import llama_cpp
+
+    from ragserve.engine.llama import BackendError, _set
+
+    params = llama_cpp.llama_model_default_params()
+    _set(params, n_gpu_layers=3)
+    assert params.n_gpu_layers == 3
+    with pytest.raises(BackendError, match=r"no llama_model_params\.use_mmap"):
+        _set(params, use_mmap=False)
+
+
 def test_unknown_kv_cache_type_is_refused_before_loading():
     with pytest.raises(ValueError, match="KV cache type"):
         LlamaEngine(bundled_model_path(), model_id="kv", n_ctx=256, kv_cache_type="q5")
@@ -112,3 +143,31 @@ def test_greedy_argmax_in_numpy_gives_llama_cpp_greedy_tokens():
     finally:
         engine.close()
     assert fast == chain and len(fast) > 20
+
+
+def test_engine_load_reports_its_phases_and_shares_the_gil():
+    """The load is timed by phase (how #13's start-up is read), the CPU warm-up is short,
+    and the GIL is handed over every 0.5 ms before the loader thread starts, so llama.cpp's
+    ~2,000 log callbacks while loading do not wait 5 ms each behind the web stack's imports."""
+    import sys
+
+    from ragserve.engine import EngineLoad
+    from ragserve.engine.llama_engine import SWITCH_INTERVAL_S, WARMUP_TOKENS_CPU
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        started = time.perf_counter()
+        load = EngineLoad(bundled_model_path(), model_id="m", n_ctx=128, parallel=2)
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_S
+        engine = load.result()
+        took = time.perf_counter() - started
+    finally:
+        sys.setswitchinterval(before)
+    try:
+        assert engine.warmup_tokens == WARMUP_TOKENS_CPU
+        phases = engine.load_phases
+        assert list(phases) == ["model_s", "context_s", "warmup_s", "setup_s"]
+        assert all(p >= 0 for p in phases.values()) and sum(phases.values()) <= took
+    finally:
+        engine.close()
