@@ -39,7 +39,8 @@ COPY engine ./engine
 COPY server ./server
 COPY retrieval ./retrieval
 COPY ingest ./ingest
-RUN pip wheel --wheel-dir /wheels --find-links /wheels . "${CUBLAS_SPEC}"
+# hnswlib's sdist compiles with -march=native (the build machine's CPU) unless told not to
+RUN HNSWLIB_NO_NATIVE=1 pip wheel --wheel-dir /wheels --find-links /wheels . "${CUBLAS_SPEC}"
 
 # --- runtime: CUDA base (driver glue only) + cuBLAS + the wheels --------------------
 FROM nvidia/cuda:${CUDA_VERSION}-base-${UBUNTU} AS runtime

@@ -1,6 +1,7 @@
 # ragserve: `make run` serves the bundled demo, `make test` runs the tests.
-# Each creates .venv on first use. llama-cpp-python compiles once per CPU feature set, without
-# AMX (see .ci/llama-wheel.sh); LLAMA_CPU=portable builds for any AVX2 CPU instead of this one.
+# Each creates .venv on first use. llama-cpp-python and hnswlib compile once per CPU feature set
+# (llama.cpp without AMX; see .ci/llama-wheel.sh and .ci/hnswlib-wheel.sh); LLAMA_CPU=portable
+# builds both for any AVX2 CPU instead of this one.
 
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
@@ -18,10 +19,11 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check ci bench clean
 
-$(STAMP): pyproject.toml .ci/llama-wheel.sh
+$(STAMP): pyproject.toml .ci/llama-wheel.sh .ci/hnswlib-wheel.sh
 	python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check $(TORCH_FLAGS) "$(TORCH)"
 	bash .ci/llama-wheel.sh $(PY) $(LLAMA_CPU)
+	bash .ci/hnswlib-wheel.sh $(PY) $(LLAMA_CPU)
 	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
