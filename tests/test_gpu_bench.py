@@ -49,6 +49,28 @@ def test_summary_judges_the_h100_run_as_recorded(tmp_path):
     assert "981 MiB" in row("ragserve host RSS") and row("ragserve host RSS").endswith("met")
 
 
+def test_summary_prefers_the_start_up_medians_and_lists_variants(tmp_path):
+    """STARTUPS=N writes startup.txt (bench/startup_bench.py): its medians decide the start-up
+    target instead of the single start; each VARIANTS run's RSS gets a row."""
+    out_dir = tmp_path / "out"
+    shutil.copytree(DATA, out_dir)
+    (out_dir / "startup.txt").write_text("...\nSTARTUP_BARE_S=1.700 STARTUP_READY_S=1.900\n")
+    (out_dir / "ragserve-rss-mmap-off.txt").write_text(
+        "ragserve RSS once ready 930 MiB; largest while serving 960 MiB; largest sample "
+        "(loading included) 1012 MiB; VmHWM at the last sample 0 MiB\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(GPU / "summary.py"), str(out_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    start = next(line for line in out.splitlines() if line.startswith("start -> /health/ready"))
+    assert "[medians]" in start and "1.12x" in start and start.endswith("met")
+    variant = next(line for line in out.splitlines() if "variant mmap-off" in line)
+    assert "1012 MiB" in variant
+
+
 def test_the_embedder_survives_its_trip_in_int8(tmp_path):
     sys.path.insert(0, str(GPU))
     import embedder_pack

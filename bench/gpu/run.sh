@@ -9,7 +9,8 @@
 # Needs the bundle that bench/gpu/prepare.sh writes to .gpu/ (carried to the machine):
 # llama.cpp built with CUDA (llama.tar.xz), llama-cpp-python's Python files, wheels of what
 # the machine lacks, the tokenizer GGUF, the carried embedder and the sample index.
-# Every step writes its output under OUT_DIR as it goes (steps.log says where it got to),
+# STARTUPS=N adds N alternating rounds of start-ups (bench/startup_bench.py: medians, engine
+# phases). Every step writes its output under OUT_DIR as it goes (steps.log says where it got to),
 # so a step that runs out of time loses nothing before it.
 set -u
 OUT=$(realpath -m "${1:-${OUT:-/tmp/gpu-out}}")
@@ -171,6 +172,14 @@ for v in "${VARS[@]}"; do
   cat "$OUT/ragserve-rss-$name.txt" 2>/dev/null
   log "variant $name done"
 done
+
+# --- 5c. start-up: STARTUPS rounds of a bare Llama() load and ragserve, alternating -------
+if [ "${STARTUPS:-0}" -gt 0 ]; then
+  timeout "${STEP_S:-180}" $PY bench/startup_bench.py --model "$MODEL" --parallel "$SLOTS" \
+    --n-ctx "$CTX_PER_SLOT" --n-gpu-layers "$NGL" --index "$B/index" --repeat "$STARTUPS" \
+    -- --embed-model "$W/all-MiniLM-L6-v2" --flash-attn on 2>&1 | tee "$OUT/startup.txt"
+  log "start-up rounds done"
+fi
 
 # --- 6. memory settings: llama-bench per KV cache type at depth, GPU memory per slot -----
 if [ -z "${SKIP_MEMORY:-}" ]; then

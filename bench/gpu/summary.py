@@ -3,8 +3,9 @@
     python bench/gpu/summary.py OUT_DIR
 
 Reads llama-bench.md, load-*.json, probe.json, bare-load.txt, ragserve-start.txt,
-ragserve-rss.txt and vram.json from OUT_DIR; prints one line per target with the
-baseline of the same run, the ratio and whether it is met. Missing inputs print as such.
+startup.txt (medians, when STARTUPS ran), ragserve-rss*.txt and vram.json from OUT_DIR;
+prints one line per target with the baseline of the same run, the ratio and whether it is
+met. Missing inputs print as such.
 """
 
 from __future__ import annotations
@@ -110,8 +111,13 @@ def main() -> None:
             )
     bare = number(r"BARE_LOAD_S=([\d.]+)", read(out / "bare-load.txt"))
     ready = number(r"READY_S=([\d.]+)", read(out / "ragserve-start.txt"))
+    rounds = read(out / "startup.txt")  # STARTUPS=N: medians of N alternating rounds
+    many = number(r"STARTUP_BARE_S=([\d.]+)", rounds), number(r"STARTUP_READY_S=([\d.]+)", rounds)
+    if None not in many:
+        bare, ready = many
     row(
-        "start -> /health/ready vs bare Llama() load, process start included (<= 1.2x)",
+        "start -> /health/ready vs bare Llama() load, process start included (<= 1.2x)"
+        + (" [medians]" if None not in many else ""),
         ready,
         bare,
         "s",
@@ -131,6 +137,11 @@ def main() -> None:
             met(top <= 2048) if top else "",
         )
     )
+    for variant in sorted(out.glob("ragserve-rss-*.txt")):  # VARIANTS, e.g. mmap-off
+        name = variant.stem.removeprefix("ragserve-rss-")
+        peak = number(r"loading included\) (\d+) MiB", read(variant)) or 0
+        what = f"  variant {name}: RSS largest sample, loading included"
+        rows.append((what, f"{peak:.0f} MiB", "", "", ""))
     width = max(len(r[0]) for r in rows)
     for r in rows:
         print(f"{r[0]:<{width}}  {r[1]:>14}  {r[2]:>14}  {r[3]:>7}  {r[4]}")
