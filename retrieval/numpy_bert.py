@@ -1,4 +1,6 @@
-"""Small BERT sentence embedders (all-MiniLM, bge-small, e5-small) in NumPy, without torch.
+"""BERT and (XLM-)RoBERTa sentence embedders in NumPy, without torch: all-MiniLM, bge-small,
+e5-small, and the multilingual ones a Korean library wants (multilingual-e5-small/-base,
+paraphrase-multilingual-MiniLM).
 
 The server only embeds questions: a few dozen tokens through a 20-130 MB encoder, a few
 milliseconds of matrix products on any CPU. Importing torch and transformers for that took
@@ -6,9 +8,10 @@ milliseconds of matrix products on any CPU. Importing torch and transformers for
 its memory. This module runs the same encoder with NumPy's BLAS: the `tokenizers` library
 reads tokenizer.json (the very tokenizer transformers wraps), `safetensors` reads the
 weights, and the forward pass is BERT's (post-LayerNorm, exact GELU) with the folder's
-pooling and L2 normalisation. Only folders that `light_st.plan` accepts, whose config is
-a plain absolute-position BERT and whose weights are one safetensors file up to
-MAX_BYTES, qualify; anything else loads with torch as before.
+pooling and L2 normalisation. RoBERTa and XLM-RoBERTa are the same encoder with positions
+counted from the padding id plus one. Only folders that `light_st.plan` accepts, whose
+config is one of these with absolute positions and whose weights are one safetensors file
+up to MAX_BYTES, qualify; anything else loads with torch as before.
 tests/retrieval/test_numpy_bert.py checks the vectors against sentence-transformers'.
 """
 
@@ -23,7 +26,11 @@ import numpy as np
 
 from . import light_st
 
-MAX_BYTES = 200 * 1024 * 1024  # bigger encoders want torch (and maybe a GPU)
+# multilingual-e5-base is 1.1 GB in float32 (a 250k-token vocabulary); a question is still a
+# few dozen tokens through it. Larger encoders want torch (and maybe a GPU).
+MAX_BYTES = 1200 * 1024 * 1024
+# model_type -> the prefix its checkpoints may carry on every weight name
+ENCODERS = {"bert": "bert.", "roberta": "roberta.", "xlm-roberta": "roberta."}
 
 
 def plan(folder: Path) -> dict[str, Any] | None:
@@ -41,7 +48,7 @@ def plan(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     if (
-        config.get("model_type") != "bert"
+        config.get("model_type") not in ENCODERS
         or config.get("hidden_act", "gelu") != "gelu"
         or config.get("position_embedding_type", "absolute") != "absolute"
         or config.get("is_decoder")
@@ -61,14 +68,18 @@ class NumpyBert(light_st.Runner):
 
         super().__init__(spec)
         cfg = spec["config"]
-        self.max_seq_length = min(self.max_seq_length, int(cfg.get("max_position_embeddings", 512)))
+        kind = cfg["model_type"]
+        # RoBERTa counts positions from padding_idx + 1 (fairseq's make_positions)
+        self._first_position = 0 if kind == "bert" else int(cfg.get("pad_token_id", 1)) + 1
+        positions = int(cfg.get("max_position_embeddings", 512)) - self._first_position
+        self.max_seq_length = min(self.max_seq_length, positions)
         self._heads = int(cfg["num_attention_heads"])
         self._layers = int(cfg["num_hidden_layers"])
         self._eps = float(cfg.get("layer_norm_eps", 1e-12))
         self._erf = erf
         raw = load_file(str(spec["weights"]))
         self._w = {
-            k.removeprefix("bert."): v.astype(np.float32, copy=False) for k, v in raw.items()
+            k.removeprefix(ENCODERS[kind]): v.astype(np.float32, copy=False) for k, v in raw.items()
         }
         for i in range(self._layers):  # transposed once, so each product is x @ W
             p = f"encoder.layer.{i}."
@@ -121,9 +132,10 @@ class NumpyBert(light_st.Runner):
             types[i, : len(e.ids)] = e.type_ids
             mask[i, : len(e.ids)] = 1.0
         w = self._w
+        positions = self._first_position + np.arange(width)
         x = (
             w["embeddings.word_embeddings.weight"][ids]
-            + w["embeddings.position_embeddings.weight"][np.arange(width)][None]
+            + w["embeddings.position_embeddings.weight"][positions][None]
             + w["embeddings.token_type_embeddings.weight"][types]
         )
         x = self._norm(x, "embeddings.LayerNorm")
