@@ -1,11 +1,15 @@
 """The server's question embedding: NumPy BERT (numpy_bert.py) against torch, same model.
 
-    python bench/query_embed_bench.py [--queries 50] [--repeat 5]
+    python bench/query_embed_bench.py [--queries 50] [--repeat 5] [--model NAME_OR_DIR]
+
+(--model: e.g. the folder `bench/make_encoder.py --preset e5-base` writes, multilingual-e5-base's
+shape.)
 
 Loads each path in a fresh process (the load time includes its imports: what a server
 start pays), then embeds the same questions one at a time, alternating the two paths
 within each repeat so both see the same moments of a noisy machine. Prints medians and
-the ratio, and the largest difference between the two paths' vectors.
+the ratio, each process's resident memory after the questions, and the largest difference
+between the two paths' vectors.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ import json, sys, time
 out_stream, sys.stdout = sys.stdout, sys.stderr  # logs go to stderr, results to the pipe
 t = time.perf_counter()
 from ragserve.retrieval.embedder import SentenceTransformerEmbedder
-e = SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", runtime=sys.argv[1])
+e = SentenceTransformerEmbedder(sys.argv[2], device="cpu", runtime=sys.argv[1])
 e.dim
 loaded = time.perf_counter() - t
 print(json.dumps({"load_s": loaded}), file=out_stream, flush=True)
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
 for line in sys.stdin:
     qs = json.loads(line)
     out = []
@@ -33,7 +43,7 @@ for line in sys.stdin:
         s = time.perf_counter()
         v = e.embed_queries([q])[0]
         out.append([time.perf_counter() - s, v.tolist()])
-    print(json.dumps(out), file=out_stream, flush=True)
+    print(json.dumps({"rss_mib": rss_mib(), "out": out}), file=out_stream, flush=True)
 """
 
 QUESTIONS = [
@@ -49,11 +59,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="a name or a folder")
     args = ap.parse_args()
     qs = [f"{QUESTIONS[i % len(QUESTIONS)]} ({i})" for i in range(args.queries)]
     procs = {
         name: subprocess.Popen(
-            [sys.executable, "-c", CHILD, runtime],
+            [sys.executable, "-c", CHILD, runtime, args.model],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -64,11 +75,13 @@ def main() -> None:
     loads = {n: json.loads(p.stdout.readline())["load_s"] for n, p in procs.items()}
     times: dict[str, list[float]] = {n: [] for n in procs}
     vectors: dict[str, list] = {}
+    rss: dict[str, float] = {}
     for _ in range(args.repeat):
         for name, p in procs.items():
             p.stdin.write(json.dumps(qs) + "\n")
             p.stdin.flush()
-            out = json.loads(p.stdout.readline())
+            reply = json.loads(p.stdout.readline())
+            out, rss[name] = reply["out"], reply["rss_mib"]
             times[name].append(median([t for t, _ in out]))
             vectors[name] = [v for _, v in out]
     for p in procs.values():
@@ -87,6 +100,7 @@ def main() -> None:
         "ms",
         "numpy vs torch",
     )
+    report("process RSS after the questions", rss["numpy"], rss["torch"], "MiB", "numpy vs torch")
     print(f"largest difference between the two paths' vector components: {diff:.2e}")
 
 

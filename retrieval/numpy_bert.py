@@ -58,11 +58,42 @@ def plan(folder: Path) -> dict[str, Any] | None:
     return {**spec, "config": config, "weights": weights, "tokenizer": tokenizer}
 
 
+# safetensors dtype -> NumPy (BF16 is widened by hand: NumPy has no bfloat16)
+FLOATS: dict[str, Any] = {"F64": np.float64, "F32": np.float32, "F16": np.float16}
+FLOATS["BF16"] = np.uint16
+INTS: dict[str, Any] = {"I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8}
+INTS["U8"] = np.uint8
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    """A safetensors file's tensors as float32, mapped rather than read: float32 tensors are
+    views of the file, so a page is read when first touched (a question touches a few rows
+    of a 250k-token vocabulary: most of multilingual-e5's 1.1 GB never enters memory).
+    Other float types are converted (copied); integer buffers (position ids) kept as they are."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = (int(x) for x in info["data_offsets"])
+        kind = str(info["dtype"])
+        if kind in INTS:
+            out[name] = data[start:end].view(INTS[kind]).reshape(info["shape"])
+            continue
+        raw = data[start:end].view(FLOATS[kind])
+        if kind == "BF16":
+            raw = (raw.astype(np.uint32) << 16).view(np.float32)
+        out[name] = raw.astype(np.float32, copy=False).reshape(info["shape"])
+    return out
+
+
 class NumpyBert(light_st.Runner):
     """The folder's BERT in NumPy (float32), pooled and normalised the same way."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from safetensors.numpy import load_file
         from scipy.special import erf
         from tokenizers import Tokenizer
 
@@ -77,22 +108,9 @@ class NumpyBert(light_st.Runner):
         self._layers = int(cfg["num_hidden_layers"])
         self._eps = float(cfg.get("layer_norm_eps", 1e-12))
         self._erf = erf
-        raw = load_file(str(spec["weights"]))
         self._w = {
-            k.removeprefix(ENCODERS[kind]): v.astype(np.float32, copy=False) for k, v in raw.items()
+            k.removeprefix(ENCODERS[kind]): v for k, v in read_weights(spec["weights"]).items()
         }
-        for i in range(self._layers):  # transposed once, so each product is x @ W
-            p = f"encoder.layer.{i}."
-            for name in (
-                "attention.self.query",
-                "attention.self.key",
-                "attention.self.value",
-                "attention.output.dense",
-                "intermediate.dense",
-                "output.dense",
-            ):
-                key = p + name + ".weight"
-                self._w[key] = np.ascontiguousarray(self._w[key].T)
         tokenizer_json = spec["tokenizer"].read_text()  # one read, two configured copies
         self.tokenizer = Tokenizer.from_str(tokenizer_json)
         self.tokenizer.no_padding()
@@ -119,7 +137,13 @@ class NumpyBert(light_st.Runner):
         ]
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
-        return x @ self._w[name + ".weight"] + self._w[name + ".bias"]
+        # W is (out, in) as stored and mapped; W @ x.T reads it row by row, which BLAS does
+        # faster here than x @ W.T or x @ a transposed copy (739 vs 1,136 and 996 us for a
+        # 20-token 768 -> 3072 layer on 2 EPYC vCPUs)
+        w = self._w[name + ".weight"]
+        flat = x.reshape(-1, x.shape[-1])
+        y = (w @ flat.T).T.reshape(*x.shape[:-1], w.shape[0])
+        return y + self._w[name + ".bias"]
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch(texts)

@@ -15,6 +15,9 @@ from test_light_st import TEXTS
 from ragserve.retrieval import light_st, numpy_bert
 from ragserve.retrieval.embedder import SentenceTransformerEmbedder, resolve_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import make_encoder
+
 
 @pytest.fixture(scope="module")
 def folder() -> Path:
@@ -90,74 +93,12 @@ def _edit(path: Path, **changes) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-def _xlm_roberta_folder(root: Path) -> Path:
-    """A small multilingual-e5-shaped sentence-transformers folder: XLM-RoBERTa (positions
-    from padding_idx + 1, one token type, eps 1e-5) under a SentencePiece-style Unigram
-    tokenizer trained here on English and Korean, random weights. The real checkpoints
-    cannot be downloaded here; what is compared is the arithmetic, against transformers."""
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
-    from tokenizers.models import Unigram
-    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # XLM-R's ids 0-4
-    tok = Tokenizer(Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    corpus = [t for t in TEXTS if t] * 4 + [
-        "검색 결과는 출처와 함께 답변에 표시됩니다. 보고서의 예산과 담당자를 확인하십시오.",
-        "River management, levees, sensors and warning systems across the northern basin.",
-    ] * 8
-    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token="<unk>")
-    tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
-    )
-    hf = root / "hf"
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-    ).save_pretrained(hf)
-    config = XLMRobertaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=66,  # 64 tokens after the padding offset
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        layer_norm_eps=1e-5,
-    )
-    torch.manual_seed(0)
-    model = XLMRobertaModel(config, add_pooling_layer=False)
-    with torch.no_grad():  # larger than the 0.02 init, so every position's vector matters
-        for param in model.embeddings.parameters():
-            param.normal_(0, 0.5)
-    model.save_pretrained(hf, safe_serialization=True)
-    transformer = models.Transformer(str(hf), max_seq_length=64)
-    pooling = models.Pooling(64, pooling_mode="mean")
-    folder = root / "st"
-    SentenceTransformer(modules=[transformer, pooling, models.Normalize()]).save(str(folder))
-    return folder
-
-
 def test_xlm_roberta_vectors_match_sentence_transformers(tmp_path):
     """A folder as sentence-transformers 6 saves it (its module names, pooling_mode, the
     tokenizer's model_max_length, no stripping: leading spaces are SentencePiece tokens)."""
     from sentence_transformers import SentenceTransformer
 
-    folder = _xlm_roberta_folder(tmp_path)
+    folder = make_encoder.write(tmp_path, "tiny")  # XLM-R with a Unigram tokenizer, random
     assert json.loads((folder / "config.json").read_text())["model_type"] == "xlm-roberta"
     want = SentenceTransformer(str(folder), device="cpu").encode(
         TEXTS, batch_size=4, normalize_embeddings=True
@@ -176,3 +117,26 @@ def test_xlm_roberta_vectors_match_sentence_transformers(tmp_path):
     for text in TEXTS:
         assert numpy_side.count_tokens(text) == torch_side.count_tokens(text)
         assert numpy_side.token_spans(text) == torch_side.token_spans(text)
+
+
+def test_weights_are_mapped_and_widened_to_float32(tmp_path):
+    """read_weights maps float32 tensors from the file (no copy) and widens f16 and bf16
+    the way torch does; integer buffers (old checkpoints' position_ids) are kept."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {
+        "f32": torch.randn(3, 5, generator=g),
+        "f16": torch.randn(4, 2, generator=g).half(),
+        "bf16": torch.randn(2, 6, generator=g).bfloat16(),
+        "ids": torch.arange(7, dtype=torch.int64)[None],
+    }
+    path = tmp_path / "model.safetensors"
+    save_file(tensors, str(path))
+    got = numpy_bert.read_weights(path)
+    for name, tensor in tensors.items():
+        want = tensor.numpy() if name == "ids" else tensor.float().numpy()
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape
+        assert np.array_equal(got[name], want), name
+    assert isinstance(got["f32"].base, np.memmap) or isinstance(got["f32"], np.memmap)
