@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +32,22 @@ def report(name: str, value: float, baseline: float, unit: str, target: str = ""
         f"ratio {ratio:5.2f}x  {target}",
         flush=True,
     )
+
+
+def ingest_samples(index: Path) -> Path:
+    """The bundled sample PDFs ingested into `index` with this checkout's CLI."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ragserve.cli",
+            "ingest",
+            str(ROOT / "samples"),
+            "--index",
+            str(index),
+        ],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    return index

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import httpx
 import load
-from _common import ROOT, median, report
+from _common import ROOT, ingest_samples, median, report
 from liveserver import free_port  # tests/ is on sys.path via _common
 
 PROMPT = (
@@ -145,21 +145,7 @@ def main() -> None:
     model = args.model or bundled_model_path()
     threads = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="ragserve-serve-bench-"))
-    index = work / "index"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ragserve.cli",
-            "ingest",
-            str(ROOT / "samples"),
-            "--index",
-            str(index),
-        ],
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
+    index = ingest_samples(work / "index")
 
     raw = RawDecoder(model, threads, args.n_ctx)
     raw.rate(8)  # warm-up

@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import ROOT, median
+from _common import ROOT, ingest_samples, median
 from liveserver import free_port  # tests/ is on sys.path via _common
 
 sys.path.insert(0, str(ROOT / "bench" / "gpu"))
@@ -129,23 +129,7 @@ def main() -> None:
                 check=True,
             )
     work = Path(tempfile.mkdtemp(prefix="ragserve-startup-bench-"))
-    index = args.index
-    if index is None:
-        index = work / "index"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ragserve.cli",
-                "ingest",
-                str(ROOT / "samples"),
-                "--index",
-                str(index),
-            ],
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
+    index = args.index or ingest_samples(work / "index")
     trees = {"ragserve": ROOT}
     for spec in args.tree:
         name, _, path = spec.partition("=")
