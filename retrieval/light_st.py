@@ -4,8 +4,8 @@ Importing `sentence_transformers` costs seconds (it pulls in scikit-learn and mu
 paid at every server start before /health/ready. A folder whose `modules.json` is
 Transformer -> Pooling (mean, CLS or max) [-> Normalize], as sentence-transformers 5.x or
 6.x saves it, needs only the transformer, its tokenizer and the pooling, which this module
-does the way sentence-transformers does (strip, optional lower-casing, truncation to
-`max_seq_length`, masked pooling, L2 norm).
+does the way the installed sentence-transformers does (stripping before 6.x, optional
+lower-casing, truncation to `max_seq_length`, masked pooling, L2 norm).
 Anything else (Dense layers, prompts, custom modules or arguments) returns None from
 `load`, and the caller uses sentence-transformers itself. tests/retrieval/test_light_st.py
 checks the vectors against sentence-transformers'.

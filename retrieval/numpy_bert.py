@@ -2,16 +2,17 @@
 e5-small, and the multilingual ones a Korean library wants (multilingual-e5-small/-base,
 paraphrase-multilingual-MiniLM).
 
-The server only embeds questions: a few dozen tokens through a 20-130 MB encoder, a few
+The server only embeds questions: a few dozen tokens through a 20 MB-1.1 GB encoder,
 milliseconds of matrix products on any CPU. Importing torch and transformers for that took
 12 s of a GPU server's 14.6 s start (their imports alone, on the H100 machine) and ~1 GB of
 its memory. This module runs the same encoder with NumPy's BLAS: the `tokenizers` library
-reads tokenizer.json (the very tokenizer transformers wraps), `safetensors` reads the
-weights, and the forward pass is BERT's (post-LayerNorm, exact GELU) with the folder's
-pooling and L2 normalisation. RoBERTa and XLM-RoBERTa are the same encoder with positions
-counted from the padding id plus one. Only folders that `light_st.plan` accepts, whose
-config is one of these with absolute positions and whose weights are one safetensors file
-up to MAX_BYTES, qualify; anything else loads with torch as before.
+reads tokenizer.json (the very tokenizer transformers wraps), the weights are mapped from
+the safetensors file (`read_weights`), and the forward pass is BERT's (post-LayerNorm,
+exact GELU) with the folder's pooling and L2 normalisation. RoBERTa and XLM-RoBERTa are
+the same encoder with positions counted from the padding id plus one. Only folders that
+`light_st.plan` accepts, whose config is one of these with absolute positions and whose
+weights are one safetensors file up to MAX_BYTES, qualify; anything else loads with torch
+as before.
 tests/retrieval/test_numpy_bert.py checks the vectors against sentence-transformers'.
 """
 
