@@ -24,7 +24,9 @@ from .types import BackendError, SamplingParams
 
 log = structlog.get_logger(__name__)
 # A GPU's first batched prompt initialises cuBLAS and loads its GEMM kernels: 48 tokens take
-# that path. A CPU only needs to show it can run this build's kernels, and pays for every token.
+# that path. A CPU only needs to show it can run this build's kernels, and pays for every
+# token: 2 x 8 rows already take ggml's matrix-matrix kernels (its AMX path for more than one
+# row, the repacked GEMMs for more than three), where a bad build dies.
 WARMUP_TOKENS_GPU = 48
 WARMUP_TOKENS_CPU = 8
 # llama.cpp logs through a Python callback (llama-cpp-python's), ~1,100 lines while it reads a
