@@ -175,8 +175,9 @@ done
 
 # --- 5c. start-up: STARTUPS rounds of a bare Llama() load and ragserve, alternating -------
 if [ "${STARTUPS:-0}" -gt 0 ]; then
+  # NGL 99 = every layer: ragserve's default then (n_batch 2048, as in the runs above)
   timeout "${STEP_S:-180}" $PY bench/startup_bench.py --model "$MODEL" --parallel "$SLOTS" \
-    --n-ctx "$CTX_PER_SLOT" --n-gpu-layers "$NGL" --index "$B/index" --repeat "$STARTUPS" \
+    --n-ctx "$CTX_PER_SLOT" $([ "$NGL" = 99 ] || echo --n-gpu-layers "$NGL") --index "$B/index" --repeat "$STARTUPS" \
     -- --embed-model "$W/all-MiniLM-L6-v2" --flash-attn on 2>&1 | tee "$OUT/startup.txt"
   log "start-up rounds done"
 fi
