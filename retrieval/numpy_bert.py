@@ -71,8 +71,11 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
     views of the file, so a page is read when first touched (a question touches a few rows
     of a 250k-token vocabulary: most of multilingual-e5's 1.1 GB never enters memory).
     Other float types are converted (copied); integer buffers (position ids) kept as they are."""
+    total = path.stat().st_size
     with path.open("rb") as f:
         size = int.from_bytes(f.read(8), "little")
+        if not 0 < size <= total - 8:
+            raise ValueError(f"{path} is not a safetensors file")
         header = json.loads(f.read(size))
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
     out = {}
@@ -81,6 +84,9 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
             continue
         start, end = (int(x) for x in info["data_offsets"])
         kind = str(info["dtype"])
+        width = np.dtype((FLOATS | INTS)[kind]).itemsize
+        if not 0 <= start <= end <= len(data) or end - start != width * math.prod(info["shape"]):
+            raise ValueError(f"{path}: tensor {name} does not fit the file (truncated?)")
         if kind in INTS:
             out[name] = data[start:end].view(INTS[kind]).reshape(info["shape"])
             continue

@@ -140,3 +140,10 @@ def test_weights_are_mapped_and_widened_to_float32(tmp_path):
         assert got[name].dtype == want.dtype and got[name].shape == want.shape
         assert np.array_equal(got[name], want), name
     assert isinstance(got["f32"].base, np.memmap) or isinstance(got["f32"], np.memmap)
+    cut = tmp_path / "cut.safetensors"  # a download that stopped early: a clear error
+    cut.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="does not fit the file"):
+        numpy_bert.read_weights(cut)
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        numpy_bert.read_weights(tmp_path / "junk.safetensors")
