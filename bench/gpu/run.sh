@@ -142,11 +142,12 @@ for _ in $(seq 100); do kill -0 $RS 2>/dev/null || break; sleep 0.2; done
 kill -9 $RS "$(cat "$OUT/ragserve.pid" 2>/dev/null)" 2>/dev/null; wait $RS 2>/dev/null
 cat "$OUT/ragserve-rss.txt" 2>/dev/null
 grep -E "loaded|ready|warmup" "$OUT/ragserve-start.txt" | cut -c1-300
-$PY -X importtime -c "import time; t = time.perf_counter(); import torch; a = time.perf_counter(); \
-import transformers; from transformers import AutoModel; b = time.perf_counter(); import sentence_transformers; \
-c = time.perf_counter(); import litestar, ragserve.server.app; d = time.perf_counter(); \
-print(f'IMPORTS torch {a - t:.2f} s, transformers {b - a:.2f} s, sentence_transformers {c - b:.2f} s, app {d - c:.2f} s')" \
-  2> "$OUT/importtime.txt" | tee -a "$OUT/bare-load.txt"
+# what start-up imports cost on this machine, each in a fresh process: the CLI before the
+# loader starts, llama_cpp (its dlopen of the CUDA libraries holds the GIL), the web stack
+for m in ragserve.cli llama_cpp "litestar, ragserve.server.app"; do
+  $PY -c "import time; t = time.perf_counter(); import $m; print(f'IMPORT $m {time.perf_counter() - t:.2f} s')"
+done 2>/dev/null | tee -a "$OUT/bare-load.txt"
+$PY -X importtime -c "import ragserve.cli, llama_cpp, ragserve.server.app" 2> "$OUT/importtime.txt"
 log "ragserve done"
 
 # --- 5b. variants of the server's settings (VARIANTS="name:--flag value;name2:--flag"),
