@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from _common import ROOT, ingest_samples, median
@@ -34,16 +33,9 @@ from liveserver import free_port  # tests/ is on sys.path via _common
 
 sys.path.insert(0, str(ROOT / "bench" / "gpu"))
 from _proc import age_s
+from serve_timed import up
 
 PHASES = ("model_s", "context_s", "warmup_s", "setup_s")
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 def bare(model: Path, ngl: int, n_ctx: int) -> float:
@@ -82,9 +74,9 @@ def _timed(proc: subprocess.Popen, port: int, log) -> dict:
                 log.seek(0)
                 sys.exit(f"ragserve did not become ready:\n{log.read()[-3000:]}")
             age = age_s(proc.pid)
-            if "live" not in out and _up(base + "/health"):
+            if "live" not in out and up(base + "/health"):
                 out["live"] = age
-            if "live" in out and _up(base + "/health/ready"):
+            if "live" in out and up(base + "/health/ready"):
                 out["ready"] = age
             time.sleep(0.01)
     finally:

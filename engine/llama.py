@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
 
 from .types import BackendError, GrammarDeadEnd
@@ -390,8 +391,6 @@ class Sampler:
         """Sample from the logits of batch position `index` (and accept the token)."""
         lib = _lib()
         if self._argmax_of:
-            import numpy as np
-
             row = lib.llama_get_logits_ith(ctx.ptr, index)
             return int(np.ctypeslib.as_array(row, shape=(self._argmax_of,)).argmax())
         grammar = self.grammar

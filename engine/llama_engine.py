@@ -173,14 +173,14 @@ class LlamaEngine(Scheduler):
         def lap(name: str) -> None:
             phases[name] = round(time.perf_counter() - started - sum(phases.values()), 3)
 
-        # Mapping the file (llama.cpp's default) counts its pages in the process's RSS while
-        # the weights are copied to the GPU: a bare Llama() of a 7B Q4_K_M peaked at 4.8 GB,
-        # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
         # A GPU reads a 2048-token prompt chunk in ~0.2 s, so larger steps cost running
         # streams little and cut per-step overhead (H100, 8 clients: TTFT p95 1.51 -> 1.32 s,
         # bench/RESULTS.md); a CPU takes seconds per chunk, so it keeps 512.
         if n_batch is None:
             n_batch = 2048 if offload_all else 512
+        # Mapping the file (llama.cpp's default) counts its pages in the process's RSS while
+        # the weights are copied to the GPU: a bare Llama() of a 7B Q4_K_M peaked at 4.8 GB,
+        # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
         model = Model(model_path, n_gpu_layers=n_gpu_layers, mmap=mmap)
         lap("model_s")
         try:

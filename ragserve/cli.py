@@ -15,6 +15,7 @@ from ragserve.server.logs import configure_logging
 from ragserve.server.settings import (
     add_serve_arguments,
     bundled_model_path,
+    engine_options,
     model_id_for,
     settings_from_args,
 )
@@ -67,7 +68,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # The model loads first, on its own thread, while the web stack imports below.
     from ragserve.engine import EngineLoad
-    from ragserve.server.settings import engine_options
 
     preload = EngineLoad(model, **engine_options(settings))
     from ragserve.server.boot import BootApp

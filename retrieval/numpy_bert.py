@@ -64,6 +64,7 @@ FLOATS: dict[str, Any] = {"F64": np.float64, "F32": np.float32, "F16": np.float1
 FLOATS["BF16"] = np.uint16
 INTS: dict[str, Any] = {"I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8}
 INTS["U8"] = np.uint8
+DTYPES = FLOATS | INTS
 
 
 def read_weights(path: Path) -> dict[str, np.ndarray]:
@@ -84,7 +85,7 @@ def read_weights(path: Path) -> dict[str, np.ndarray]:
             continue
         start, end = (int(x) for x in info["data_offsets"])
         kind = str(info["dtype"])
-        width = np.dtype((FLOATS | INTS)[kind]).itemsize
+        width = np.dtype(DTYPES[kind]).itemsize
         if not 0 <= start <= end <= len(data) or end - start != width * math.prod(info["shape"]):
             raise ValueError(f"{path}: tensor {name} does not fit the file (truncated?)")
         if kind in INTS:

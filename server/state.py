@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ragserve.engine import Engine, EngineLoad, Finished, GenerationRequest, LlamaEngine
+from ragserve.engine import Engine, EngineLoad, Finished, GenerationRequest
 from ragserve.errors import ModelNotFound, NotReady
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
@@ -66,29 +66,13 @@ class AppState:
 
     def _load(self) -> None:
         """The model and the embedder load side by side: llama.cpp reads its file with the GIL
-        released while torch and the embedding model import, so ready comes after the slower of
-        the two rather than after both."""
+        released (an EngineLoad, begun by `ragserve serve` or here) while the embedding model
+        loads, so ready comes after the slower of the two rather than after both."""
         s = self.settings
         failures: list[BaseException] = []
-
-        def load_engine() -> None:
-            try:
-                pending = self._preload
-                self._engine = (
-                    pending.result()
-                    if pending
-                    else LlamaEngine(
-                        s.model_path or bundled_model_path(),
-                        **engine_options(s),  # type: ignore[arg-type]
-                    )
-                )
-            except BaseException as exc:  # reported by the loader thread below
-                failures.append(exc)
-
-        engine_loader = None
-        if self._engine is None:
-            engine_loader = threading.Thread(target=load_engine, name="model-loader", daemon=True)
-            engine_loader.start()
+        pending = self._preload
+        if pending is None and self._engine is None:
+            pending = EngineLoad(s.model_path or bundled_model_path(), **engine_options(s))
         try:
             embedder = self._embedder or s.retrieval.embedder(queries_only=True)
             self._embedder = embedder
@@ -99,8 +83,11 @@ class AppState:
             embedder.dim  # noqa: B018 - load the weights now, not on the first request
         except BaseException as exc:
             failures.append(exc)
-        if engine_loader is not None:
-            engine_loader.join()
+        if pending is not None:
+            try:
+                self._engine = pending.result()
+            except BaseException as exc:
+                failures.append(exc)
         try:
             if failures:
                 raise failures[0]
