@@ -32,7 +32,7 @@ WARMUP_TOKENS_CPU = 8
 # llama.cpp logs through a Python callback (llama-cpp-python's), ~1,100 lines while it reads a
 # 7B model and ~900 while it sets up 8 slots. Each needs the GIL; with Python's default 5 ms
 # switch interval, a busy thread beside the loader (the web stack importing, the index
-# loading) made each line wait for it: a 1.5B load here took 7.0-7.5 s instead of 3.3-5.0.
+# loading) made each line wait for it: a 7B-shaped CPU load here took 7.0-7.5 s, not 3.3-5.0.
 # The worker needs the GIL between decode steps for the same reason while serving.
 SWITCH_INTERVAL_S = 0.0005
 
