@@ -6,4 +6,15 @@ One import root over the folders at the top of the repository (linked here):
 `ragserve.engine` (llama.cpp). `ragserve.errors` and `ragserve.options` are shared by all.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+
+def _version() -> str:
+    """pyproject.toml's version, as the installed distribution records it (the one source)."""
+    try:
+        return _metadata.version("ragserve")
+    except _metadata.PackageNotFoundError:  # imported from a tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
+from importlib import metadata
 
+from ragserve import __version__
 from ragserve.errors import IngestLocked, RagserveError
 from ragserve.ingest import cli as ingest_cli
 from ragserve.ingest.pipeline import CorpusError
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ragserve",
         description="OpenAI-compatible chat server that answers from a PDF library.",
     )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     parser.add_argument(
         "--log-level",
         default=os.environ.get("RAGSERVE_LOG_LEVEL"),
@@ -53,6 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_cli.add_parser(sub)
     search_cli.add_parser(sub)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version` on one line (argparse's own action wraps it at the terminal's width)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """What a bug report needs: ragserve's version and the native pieces under it."""
+    parts = []
+    for dist in ("llama-cpp-python", "hnswlib", "torch"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} missing")
+    parts.append(f"Python {platform.python_version()} on {platform.machine()}")
+    return f"ragserve {__version__} ({', '.join(parts)})"
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -76,7 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
     app = BootApp(settings, preload=preload)
     auth = "API key required" if settings.api_keys else "no API key"
     print(
-        f"ragserve: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
+        f"ragserve {__version__}: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
         f"model {settings.model_alias or model_id_for(model)}, "
         f"index {settings.retrieval.index_dir}",
         file=sys.stderr,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
 
+from ragserve import __version__
 from ragserve.engine import Engine, EngineLoad
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.search import Retriever
@@ -21,6 +22,7 @@ from .embeddings.routes import create_embeddings
 from .embeddings.service import EmbeddingService
 from .errors import handle_exception
 from .files.routes import delete_file, file_content, list_files, retrieve_file, upload_route
+from .health import health, metrics, ready
 from .library import Library
 from .middleware import (
     AllowMiddleware,
@@ -30,12 +32,11 @@ from .middleware import (
     RequestMiddleware,
 )
 from .models.routes import get_model, get_models
-from .protocol import Response as WireResponse
 from .settings import Settings
+from .spec import render_plugins
 from .state import AppState
 from .vector_stores.routes import ROUTES as STORE_ROUTES
 
-VERSION = "0.1.0"
 DESCRIPTION = """An OpenAI-compatible chat server that answers from a private PDF library.
 
 Additions to the OpenAI API:
@@ -49,63 +50,6 @@ Additions to the OpenAI API:
 * sampling fields `top_k`, `min_p`, `repeat_penalty` (llama.cpp);
 * `usage.prompt_tokens_details.cached_tokens`: prompt tokens served from the KV cache.
 """
-
-
-class Health(WireResponse):
-    status: str
-
-
-class Readiness(WireResponse):
-    status: str
-    model: str
-    index_version: str
-    documents: int
-    chunks: int
-    queue_depth: int
-
-
-@get("/health", summary="Liveness: answers as soon as the process runs", tags=["health"])
-async def health() -> Health:
-    return Health(status="ok")
-
-
-@get(
-    "/health/ready",
-    summary="Readiness: 200 once the model and index are loaded, else 503",
-    tags=["health"],
-)
-async def ready(app_state: AppState) -> Readiness:
-    engine, retriever = app_state.engine, app_state.retriever  # raise 503 while loading
-    version = retriever.version
-    return Readiness(
-        status="ready",
-        model=app_state.model_id,
-        index_version=version.name,
-        documents=version.manifest.documents,
-        chunks=version.manifest.chunks,
-        queue_depth=engine.stats().queued,
-    )
-
-
-@get(
-    "/metrics",
-    summary="Prometheus metrics",
-    tags=["health"],
-    media_type=MediaType.TEXT,
-    include_in_schema=True,
-)
-async def metrics(app_state: AppState) -> Response[bytes]:
-    if app_state.ready:
-        m, manifest = app_state.metrics, app_state.retriever.version.manifest
-        stats = app_state.engine.stats()
-        m.queue_depth.set(stats.queued)
-        m.slots_busy.set(stats.busy)
-        m.slots.set(stats.slots)
-        m.index_chunks.set(manifest.chunks)
-        m.index_documents.set(manifest.documents)
-    return Response(
-        app_state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-    )
 
 
 class RagserveApp:
@@ -181,10 +125,11 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ragserve",
-            version=VERSION,
+            version=__version__,
             description=DESCRIPTION,
             servers=[Server(url="/")],
             path="/openapi",
+            render_plugins=render_plugins(),
         ),
         logging_config=None,
         debug=False,

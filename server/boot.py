@@ -12,9 +12,13 @@ import asyncio
 import threading
 from typing import Any
 
+import msgspec
+
+from ragserve import __version__
+
 from .settings import Settings
 
-_HEALTH = b'{"status":"ok"}'
+_HEALTH = msgspec.json.encode({"status": "ok", "version": __version__})  # as the app's /health
 
 
 class BootApp:

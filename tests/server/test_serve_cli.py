@@ -43,6 +43,9 @@ def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
                     break
             except httpx.TransportError:
                 time.sleep(0.05)
+        from ragserve import __version__
+
+        assert httpx.get(url + "/health").json() == {"status": "ok", "version": __version__}
         first_ready = httpx.get(url + "/health/ready")
         assert first_ready.status_code == 503  # loading happens in the background
         assert first_ready.json()["error"]["code"] == "not_ready"
@@ -69,6 +72,17 @@ def test_serve_with_a_missing_model_exits_with_a_message():
 
     out = ragserve("serve", "--model", "/nonexistent/model.gguf", timeout=60)
     assert out.returncode == 2 and "model file not found" in out.stderr
+
+
+def test_version_names_the_build():
+    from helpers import ragserve
+
+    from ragserve import __version__
+
+    out = ragserve("--version", timeout=60)
+    assert out.returncode == 0
+    line = out.stdout.strip()
+    assert line.startswith(f"ragserve {__version__} (llama-cpp-python ") and "\n" not in line
 
 
 def test_bad_settings_fail_with_one_line_naming_them():

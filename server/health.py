@@ -1,0 +1,68 @@
+"""Liveness, readiness and metrics: the routes a load balancer and Prometheus call."""
+
+from __future__ import annotations
+
+from litestar import MediaType, Response, get
+
+from ragserve import __version__
+
+from .protocol import Response as WireResponse
+from .state import AppState
+
+
+class Health(WireResponse):
+    status: str
+    version: str  # ragserve's (pyproject.toml's), for bug reports
+
+
+class Readiness(WireResponse):
+    status: str
+    model: str
+    index_version: str
+    documents: int
+    chunks: int
+    queue_depth: int
+
+
+@get("/health", summary="Liveness: answers as soon as the process runs", tags=["health"])
+async def health() -> Health:
+    return Health(status="ok", version=__version__)
+
+
+@get(
+    "/health/ready",
+    summary="Readiness: 200 once the model and index are loaded, else 503",
+    tags=["health"],
+)
+async def ready(app_state: AppState) -> Readiness:
+    engine, retriever = app_state.engine, app_state.retriever  # raise 503 while loading
+    version = retriever.version
+    return Readiness(
+        status="ready",
+        model=app_state.model_id,
+        index_version=version.name,
+        documents=version.manifest.documents,
+        chunks=version.manifest.chunks,
+        queue_depth=engine.stats().queued,
+    )
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["health"],
+    media_type=MediaType.TEXT,
+    include_in_schema=True,
+)
+async def metrics(app_state: AppState) -> Response[bytes]:
+    if app_state.ready:
+        m, manifest = app_state.metrics, app_state.retriever.version.manifest
+        stats = app_state.engine.stats()
+        m.queue_depth.set(stats.queued)
+        m.slots_busy.set(stats.busy)
+        m.slots.set(stats.slots)
+        m.index_chunks.set(manifest.chunks)
+        m.index_documents.set(manifest.documents)
+    return Response(
+        app_state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
