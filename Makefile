@@ -17,7 +17,8 @@ DATA     ?= data
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check ci bench clean
+.PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check wheel-check \
+	image-check ci bench clean
 
 $(STAMP): pyproject.toml .ci/llama-wheel.sh .ci/hnswlib-wheel.sh
 	python3 -m venv $(VENV)
@@ -59,7 +60,13 @@ hadolint: $(STAMP)
 compose-check: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 
-ci: test lint typecheck imports spec-check fuzz hadolint compose-check
+wheel-check: $(STAMP)  ## build the sdist + wheel, install and run them outside the tree; rehearse the image's install
+	TORCH="$(TORCH)" TORCH_FLAGS="$(TORCH_FLAGS)" LLAMA_CPU=$(LLAMA_CPU) $(PY) .ci/wheel_check.py
+
+image-check: $(STAMP)  ## needs Docker with a GPU: build the image, ingest, serve, ask one question
+	bash .ci/image_check.sh $(PY)
+
+ci: test lint typecheck imports spec-check fuzz hadolint compose-check wheel-check
 
 bench: $(STAMP)
 	$(PY) bench/ingest_bench.py

@@ -13,6 +13,7 @@
 #   portable  HNSWLIB_NO_NATIVE: the x86-64 baseline, any CPU (Docker images). Searches
 #             and builds ~1.7x slower (0.72 vs 1.22 ms per query over 20k vectors on an
 #             AVX-512 EPYC, bench/RESULTS.md), still ~1 ms beside a model's ~100 ms.
+# WHEEL_OUT=DIR: copy the wheel into DIR instead of installing it.
 set -euo pipefail
 
 py=${1:?usage: hnswlib-wheel.sh PYTHON [host|portable]}
@@ -38,6 +39,11 @@ if ! ls "$dir"/*.whl >/dev/null 2>&1; then
     --wheel-dir "$tmp" "hnswlib==$version"
   rm -rf "$dir"
   mv "$tmp" "$dir"   # atomic: an interrupted build leaves no half-filled folder behind
+fi
+if [ -n "${WHEEL_OUT:-}" ]; then  # collect the wheel (the image rehearsal) instead of installing it
+  mkdir -p "$WHEEL_OUT" && cp "$dir"/*.whl "$WHEEL_OUT"/
+  echo "hnswlib-wheel.sh: hnswlib $version copied to $WHEEL_OUT" >&2
+  exit 0
 fi
 "$py" -m pip install -q --no-deps --force-reinstall "$dir"/*.whl
 echo "hnswlib-wheel.sh: hnswlib $version from $dir" >&2

@@ -12,6 +12,7 @@
 #
 #   host      every AVX/AVX-512 extension this CPU has (the default for local use)
 #   portable  AVX2/FMA/F16C/BMI2 only: any x86-64 CPU since 2013 (Docker images)
+# WHEEL_OUT=DIR: copy the wheel into DIR instead of installing it.
 set -euo pipefail
 
 py=${1:?usage: llama-wheel.sh PYTHON [host|portable]}
@@ -64,6 +65,11 @@ if ! ls "$dir"/*.whl >/dev/null 2>&1; then
   printf '%s\n' "$args" >"$tmp/CMAKE_ARGS"
   rm -rf "$dir"
   mv "$tmp" "$dir"   # atomic: an interrupted build leaves no half-filled folder behind
+fi
+if [ -n "${WHEEL_OUT:-}" ]; then  # collect the wheel (the image rehearsal) instead of installing it
+  mkdir -p "$WHEEL_OUT" && cp "$dir"/*.whl "$WHEEL_OUT"/
+  echo "llama-wheel.sh: llama-cpp-python $version copied to $WHEEL_OUT" >&2
+  exit 0
 fi
 "$py" -m pip install -q --no-deps --force-reinstall "$dir"/*.whl
 echo "llama-wheel.sh: llama-cpp-python $version from $dir" >&2

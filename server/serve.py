@@ -11,7 +11,9 @@ silent cut).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -110,6 +112,16 @@ class GracefulServer(uvicorn.Server):
             log.info("server.draining", grace_s=self.grace)
             asyncio.get_running_loop().call_later(self.grace, self._end_running)
         super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """A drained shutdown exits 0: uvicorn would re-raise the signal once it is done,
+        so a supervisor saw 143 (killed) for a clean stop."""
+        with super().capture_signals():
+            yield
+            if self._draining:
+                self._captured_signals.clear()
+                log.info("server.stopped")
 
     def _end_running(self) -> None:
         state = getattr(self.ragserve.app, "state", None)
