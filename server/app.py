@@ -32,6 +32,8 @@ from .middleware import (
     RequestMiddleware,
 )
 from .models.routes import get_model, get_models
+from .responses.routes import create_response, delete_response, get_response, list_input_items
+from .responses.service import ResponseService
 from .settings import Settings
 from .spec import render_plugins
 from .state import AppState
@@ -88,15 +90,21 @@ def create_app(
         CompletionService(state),
         EmbeddingService(state),
     )
+    responses = ResponseService(state, chat, library)
     state.store_names = library.store_names
 
     def on_shutdown() -> None:
+        responses.close()
         library.close()
         state.close()
 
     litestar = Litestar(
         route_handlers=[
             create_chat_completion,
+            create_response,
+            get_response,
+            delete_response,
+            list_input_items,
             create_completion,
             create_embeddings,
             get_models,
@@ -115,6 +123,7 @@ def create_app(
             "app_state": Provide(lambda: state, sync_to_thread=False),
             "chat": Provide(lambda: chat, sync_to_thread=False),
             "completions": Provide(lambda: completions, sync_to_thread=False),
+            "responses": Provide(lambda: responses, sync_to_thread=False),
             "embeddings": Provide(lambda: embeddings, sync_to_thread=False),
             "files": Provide(lambda: library.files, sync_to_thread=False),
             "stores": Provide(lambda: library.api, sync_to_thread=False),

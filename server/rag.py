@@ -94,6 +94,7 @@ class Packed(msgspec.Struct):
     max_tokens: int
     sources: list[Source]
     retrieved: int  # hits before the budget dropped some
+    hits: list[Hit] = []  # the passages behind `sources`, as the model was given them
 
 
 def is_background_call(messages: list[dict[str, Any]]) -> bool:
@@ -231,7 +232,7 @@ def pack(
     ]
     if memory is not None and blocks:
         memory.remember(plain[: at + 1], augmented[at]["content"], sources)
-    return Packed(tokens, max_tokens, sources, len(hits))
+    return Packed(tokens, max_tokens, sources, len(hits), used)
 
 
 def sources_footer(answer: str, sources: list[Source]) -> str:

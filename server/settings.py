@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True):
     citation_secret: str | None = None  # None: generated once, kept beside the index
     citation_ttl: float = 7 * 24 * 3600.0
     strict_models: bool = False
+    response_retention_days: float = 30.0
     shutdown_grace: float = 30.0
     request_timeout: float = 30.0
     max_connections: int = 1000
@@ -248,6 +249,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         number(60),
         7 * 24 * 3600.0,
         "seconds a signed citation link stays valid",
+    ),
+    Option(
+        "response_retention_days",
+        "--response-retention-days",
+        number(0),
+        30.0,
+        "days stored Responses (store: true) are kept; 0 stores none",
     ),
     Option(
         "strict_models",

@@ -83,6 +83,20 @@ for _method, _path, _body in [
     if _method == "delete" and "files" not in _path:
         statuses[409] = "the default store is the server's own index: it cannot be deleted"
     ERRORS[(_method, _path)] = statuses
+_RESPONSE_404 = "no such stored response (never stored, deleted, or past the retention)"
+ERRORS[("post", "/v1/responses")] = {
+    **_POST,
+    404: "previous_response_id names no stored response; or the model id, or a vector store "
+    "of file_search, does not exist",
+    429: "the generation queue is full; retry",
+}
+ERRORS[("get", "/v1/responses/{response_id}")] = {**_GET, 404: _RESPONSE_404}
+ERRORS[("delete", "/v1/responses/{response_id}")] = {**_GET, 404: _RESPONSE_404}
+ERRORS[("get", "/v1/responses/{response_id}/input_items")] = {
+    **_GET,
+    400: "a query parameter out of range (`limit` 1..100, `order` asc or desc)",
+    404: _RESPONSE_404,
+}
 ERRORS[("post", "/v1/files")] = {
     **_POST,
     400: "not a PDF, too large, or a field missing (`param` says which)",
@@ -128,11 +142,29 @@ BODIES = {
     "/v1/chat/completions": "ChatCompletionRequest",
     "/v1/completions": "CompletionRequest",
     "/v1/embeddings": "EmbeddingRequest",
+    "/v1/responses": "ResponseRequest",
 }
-ANSWERS = {"/v1/chat/completions": "ChatCompletion", "/v1/completions": "Completion"}
+ANSWERS = {
+    "/v1/chat/completions": "ChatCompletion",
+    "/v1/completions": "Completion",
+    "/v1/responses": "ResponseObject",
+}
 STREAMS = {
     "/v1/chat/completions": "ChatCompletionChunk",
     "/v1/completions": "Completion",
+    "/v1/responses": "ResponseStreamEvent",
+}
+_CHUNKS = (
+    "With `stream: true`: server-sent events, each `data: <{chunk} as one line of JSON>` and "
+    "a blank line, ending with `data: [DONE]`; an error after the stream began comes as `data: "
+    '{{"error": {{...}}}}`.'
+)
+STREAM_TEXT = {
+    "/v1/responses": (
+        "With `stream: true`: server-sent events, each `event: <type>` and `data: <one "
+        "ResponseStreamEvent as one line of JSON>`, numbered by `sequence_number`; the last is "
+        "`response.completed`, `response.incomplete` or `response.failed` (no `[DONE]`)."
+    )
 }
 
 
@@ -145,6 +177,7 @@ def document(spec: dict) -> None:
     from .files.protocol import FileDeleted, FileList, FileObject
     from .health import Health, Readiness
     from .models.protocol import ModelList
+    from .responses.protocol import RESPONSE_TYPES, StreamEvent
     from .vector_stores.protocol import STORE_TYPES
 
     # msgspec's own schemas of the wire types replace Litestar's, which drop constraints
@@ -164,12 +197,20 @@ def document(spec: dict) -> None:
             FileObject,
             FileDeleted,
             *STORE_TYPES,
+            *RESPONSE_TYPES,
             Health,
             Readiness,
             ErrorResponse,
         ],
         ref_template="#/components/schemas/{name}",
     )
+    components["ResponseStreamEvent"] = {
+        "anyOf": [
+            {"$ref": f"#/components/schemas/{event.__name__}"}
+            for event in StreamEvent.__args__  # type: ignore[attr-defined]
+        ],
+        "description": "One event of a streamed response (its `type` says which).",
+    }
     spec["components"]["schemas"] = dict(sorted(components.items()))
     error = {"$ref": "#/components/schemas/ErrorResponse"}
     retry = {
@@ -218,11 +259,7 @@ def document(spec: dict) -> None:
                 "type": "object",
                 "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
                 "required": ["data"],
-                "description": (
-                    f"With `stream: true`: server-sent events, each `data: <{chunk} as one "
-                    "line of JSON>` and a blank line, ending with `data: [DONE]`; an error "
-                    'after the stream began comes as `data: {"error": {...}}`.'
-                ),
+                "description": STREAM_TEXT.get(path, _CHUNKS.format(chunk=chunk)),
             },
             "x-ragserve-event": {"$ref": f"#/components/schemas/{chunk}"},
         }

@@ -16,6 +16,7 @@ from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDel
 from ragserve.retrieval.search import Filters, Hit, Mode, file_id, merge_places
 
 from .. import rag
+from ..catalog import StoreFileRecord
 from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
 from ..library import Library
@@ -47,6 +48,7 @@ class Search:
     rerank: bool | None
     stores: list[str] | None = None  # vector stores (None: the server's own index)
     attributes: Filter | None = None  # OpenAI attribute filters over the stores' files
+    threshold: float | None = None  # the stores' 0..1 score below which hits are dropped
 
 
 @dataclass
@@ -55,6 +57,9 @@ class Prepared(Admitted):
     append_sources: bool = False
     tools: ToolFormat | None = None  # the family whose calls are parsed out of the text
     parallel: bool = True
+    query: str | None = None  # what was searched (None: no search this turn)
+    hits: list[Hit] = field(default_factory=list)  # the passages behind `sources`, whole
+    records: dict[str, StoreFileRecord] = field(default_factory=dict)  # stores' files, by path
 
 
 class Cited(msgspec.Struct, frozen=True):
@@ -70,10 +75,17 @@ class ChatService:
         self.memory = rag.TurnMemory()
 
     async def prepare(
-        self, req: ChatCompletionRequest, request_id: str, base_url: str = "http://localhost"
+        self,
+        req: ChatCompletionRequest,
+        request_id: str,
+        base_url: str = "http://localhost",
+        *,
+        retrieval: bool | None = None,
+        threshold: float | None = None,
     ) -> Prepared:
         """Everything that can fail before the first byte (errors here are plain JSON),
-        ending with the engine accepting the request or refusing it (429)."""
+        ending with the engine accepting the request or refusing it (429). `retrieval`
+        overrides what the model id says (a Responses `file_search` tool decides it)."""
         started = time.perf_counter()
         req.validate()
         state, s = self.state, self.state.settings
@@ -85,7 +97,9 @@ class ChatService:
         options = req.rag
         if options is not None and not options.enabled:
             rag_on = False
-        if rag_on and rag.is_background_call(messages):
+        if retrieval is not None:
+            rag_on = retrieval
+        elif rag_on and rag.is_background_call(messages):
             rag_on = False
             log.info("rag.skipped", reason="background call")
         search: Search | None = None
@@ -109,9 +123,10 @@ class ChatService:
                 rerank,
                 stores or ([named] if named else None),
                 options.filters if options else None,
+                threshold,
             )
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
-        sampling, packed = await asyncio.to_thread(
+        sampling, packed, records = await asyncio.to_thread(
             self._build, req, messages, search, rag_on, plan, s.public_url or base_url
         )
         state.metrics.sources_used.observe(len(packed.sources))
@@ -141,6 +156,9 @@ class ChatService:
             and (sampling.grammar is None or bool(sampling.grammar_triggers)),
             tools=engine.tool_format if plan is not None else None,
             parallel=plan.parallel if plan is not None else True,
+            query=search.query if search is not None else None,
+            hits=packed.hits,
+            records=records,
         )
 
     def _build(
@@ -151,7 +169,7 @@ class ChatService:
         rag_on: bool,
         plan: ToolPlan | None,
         base_url: str,
-    ) -> tuple[SamplingParams, rag.Packed]:
+    ) -> tuple[SamplingParams, rag.Packed, dict[str, StoreFileRecord]]:
         state, s = self.state, self.state.settings
         engine = state.engine
         # the grammar: bounded, then compiled and cached (400 before any work)
@@ -159,10 +177,10 @@ class ChatService:
         if sampling.grammar:
             engine.check_grammar(sampling.grammar, "tools" if plan else "response_format")
         hits: list[Hit] = []
-        ids: dict[str, str] = {}
+        records: dict[str, StoreFileRecord] = {}
         if search is not None:
             t0 = time.perf_counter()
-            hits, ids = self._search(search)
+            hits, records = self._search(search)
             hits = merge_places(hits)
             elapsed = time.perf_counter() - t0
             state.metrics.retrieval.observe(elapsed)
@@ -183,12 +201,13 @@ class ChatService:
             plan.tools if plan is not None else None,
         )
         if packed.sources:  # new ones, or remembered for a turn after tool calls
+            ids = {d: r.file_id for d, r in records.items() if r.file_id}
             packed.sources = self._linked(packed.sources, base_url, ids)
-        return sampling, packed
+        return sampling, packed, records
 
-    def _search(self, search: Search) -> tuple[list[Hit], dict[str, str]]:
+    def _search(self, search: Search) -> tuple[list[Hit], dict[str, StoreFileRecord]]:
         """Hits from the server's index, or from vector stores (best first across them),
-        and the file ids of the stores' documents."""
+        and the stores' records of the documents they come from."""
         if search.stores is None and search.attributes is None:
             retriever = self.state.retriever
             found = retriever.search(
@@ -198,10 +217,12 @@ class ChatService:
         stores = self.library.stores
         pairs = []
         for sid in search.stores or [DEFAULT_STORE]:
-            pairs += stores.search(sid, search.query, search.top_k, search.attributes, None)
+            pairs += stores.search(
+                sid, search.query, search.top_k, search.attributes, search.threshold
+            )
         pairs.sort(key=lambda pair: -pair[1].score)
         pairs = pairs[: search.top_k]
-        return [h for _, h in pairs], {h.document: r.file_id for r, h in pairs if r.file_id}
+        return [h for _, h in pairs], {h.document: r for r, h in pairs}
 
     def _linked(self, sources: list[Source], base_url: str, ids: dict[str, str]) -> list[Source]:
         """Sources with their file ids and links to the PDF at the page."""
@@ -218,7 +239,7 @@ class ChatService:
             out.append(msgspec.structs.replace(s, file_id=fid, url=url))
         return out
 
-    async def _events(self, p: Prepared) -> AsyncIterator[ChatEvent | Cited]:
+    async def events(self, p: Prepared) -> AsyncIterator[ChatEvent | Cited]:
         """The engine's events, tool calls parsed out, then (not after calls: that turn is
         not the answer yet) the sources footer as a last text delta and the citations."""
         events: AsyncIterator[ChatEvent] = p.handle  # type: ignore[assignment]
@@ -261,7 +282,7 @@ class ChatService:
         answer = Assembled()
         done: Finished | None = None
         cited: list[Annotation] = []
-        async for event in self._events(p):
+        async for event in self.events(p):
             if isinstance(event, Finished):
                 done = event
             elif isinstance(event, Cited):
@@ -324,5 +345,5 @@ class ChatService:
             return frames
 
         yield chunk(Delta(role="assistant", content=""), sources=p.sources)
-        async for data in stream_frames(self._events(p), delta, finish, "chat"):
+        async for data in stream_frames(self.events(p), delta, finish, "chat"):
             yield data

@@ -1,0 +1,59 @@
+"""/v1/responses: create (streaming or not), retrieve, delete, list input items."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Request, delete, get, post
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from ..body import decode_body
+from ..generation import StreamBody, unless_disconnected
+from ..sse import sse_response
+from .protocol import InputItemList, ResponseDeleted, ResponseObject, ResponseRequest
+from .service import ResponseService
+
+TAGS = ["responses"]
+ONE = "/v1/responses/{response_id:str}"
+
+
+@post("/v1/responses", status_code=200, operation_id="createResponse", tags=TAGS,
+      summary="Create a response (file_search runs on this server's vector stores)")  # fmt: skip
+async def create_response(request: Request, responses: ResponseService) -> ResponseObject | Stream:
+    data = await decode_body(request, ResponseRequest)
+    turn = await responses.prepare(data, request.state.request_id, str(request.base_url))
+    if data.stream:
+        body = StreamBody(responses.stream(turn), turn.prepared.handle)
+        return sse_response(body, request.state.request_id)
+    return await unless_disconnected(request, responses.complete(turn), turn.prepared.handle)
+
+
+@get(ONE, operation_id="getResponse", tags=TAGS, summary="Retrieve a stored response")
+async def get_response(response_id: str, responses: ResponseService) -> ResponseObject:
+    return (await responses.stored(response_id)).response
+
+
+@delete(ONE, status_code=200, operation_id="deleteResponse", tags=TAGS,
+        summary="Delete a stored response")  # fmt: skip
+async def delete_response(response_id: str, responses: ResponseService) -> ResponseDeleted:
+    await responses.delete(response_id)
+    return ResponseDeleted(id=response_id)
+
+
+@get(ONE + "/input_items", operation_id="listInputItems", tags=TAGS,
+     summary="List a stored response's input items")  # fmt: skip
+async def list_input_items(
+    response_id: str,
+    responses: ResponseService,
+    after: Annotated[str | None, Parameter(max_length=256)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    order: Literal["asc", "desc"] = "desc",
+) -> InputItemList:
+    items, more = await responses.input_items(response_id, after, limit, order)
+    return InputItemList(
+        data=items,
+        first_id=items[0]["id"] if items else None,
+        last_id=items[-1]["id"] if items else None,
+        has_more=more,
+    )
