@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check wheel-check \
-	image-check ci bench clean
+	image-check codex-check ci bench clean
 
 $(STAMP): pyproject.toml .ci/llama-wheel.sh .ci/hnswlib-wheel.sh
 	python3 -m venv $(VENV)
@@ -59,6 +59,9 @@ hadolint: $(STAMP)
 
 compose-check: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+
+codex-check: $(STAMP)  ## the Codex CLI (from npm) against ragserve over the Responses API
+	$(PY) .ci/codex_check.py --python $(PY)
 
 wheel-check: $(STAMP)  ## build the sdist + wheel, install and run them outside the tree; rehearse the image's install
 	TORCH="$(TORCH)" TORCH_FLAGS="$(TORCH_FLAGS)" LLAMA_CPU=$(LLAMA_CPU) $(PY) .ci/wheel_check.py

@@ -1,7 +1,7 @@
 """A second Responses turn: TTFT with `previous_response_id` (the stored conversation
-continued) against the first turn, the same turn sent statelessly with the whole history
-(`store: false`, Codex's way), and the same conversation through chat completions, in one
-run on this machine.
+continued) against the first turn; a second turn sent statelessly with the whole history
+(`store: false`, Codex's way); and the same conversation through chat completions; in one
+run on this machine. Each of the three is a conversation of its own (its own first turn).
 
     python bench/responses_bench.py [--repeat 5] [--model PATH.gguf] [--instructions 1500]
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,7 +77,10 @@ def main() -> None:
         args.model or bundled_model_path(), model_id="m", n_ctx=args.n_ctx, parallel=1
     )
     app = create_app(
-        make_settings(Path("/nonexistent"), data_dir=Path(".bench-data")), engine=engine
+        make_settings(
+            Path("/nonexistent"), data_dir=Path(tempfile.mkdtemp(prefix="responses-bench-"))
+        ),
+        engine=engine,
     )
     common = {"model": MODEL, "temperature": 0, "max_output_tokens": 32}
     first_turn, by_id, stateless, chat2 = [], [], [], []
@@ -105,10 +109,11 @@ def main() -> None:
                 },
             )
             by_id.append(t2)
-            history = [question, *resp1["output"], follow]
-            t3, resp3 = responses_ttft(
-                client, {**common, "instructions": rules, "input": history, "store": False}
-            )
+            # Codex's way, a conversation of its own: store false, the whole history again
+            codex = {**common, "instructions": rules + " (stateless)", "store": False}
+            _, alone = responses_ttft(client, {**codex, "input": [question]})
+            history = [question, *alone["output"], follow]
+            t3, resp3 = responses_ttft(client, {**codex, "input": history})
             stateless.append(t3)
             # the same conversation through chat completions (its own first turn first)
             messages = [{"role": "system", "content": rules + " (chat)"}, question]

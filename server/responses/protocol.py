@@ -113,6 +113,12 @@ ITEM_TYPES: dict[str, type[InputItem]] = {
 SKIPPED_ITEMS = ("file_search_call", "reasoning")  # earlier outputs sent back: not prompt text
 
 
+class HostedTool(Request):
+    """One of OpenAI's hosted tools other than file_search: not offered to the model here."""
+
+    type: Literal[HOSTED_TOOLS]  # type: ignore[valid-type]
+
+
 class SkippedItem(Request):
     """An earlier output item sent back (a file search this server ran, reasoning): kept
     out of the prompt."""
@@ -151,9 +157,25 @@ def _convert(raw: Any, kind: type, where: str) -> Any:
 class FunctionTool(Request):
     name: ToolName
     type: Literal["function"]
+    namespace: Annotated[str, Meta(max_length=64)] | None = None  # set for a namespace's tools
     description: Annotated[str, Meta(max_length=16384)] | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+
+
+class NamespaceTool(Request):
+    """Function tools grouped under a name (Codex); their calls carry `namespace`."""
+
+    name: Annotated[str, Meta(max_length=64)]
+    tools: Annotated[
+        list[dict[str, Any]],
+        Meta(
+            max_length=MAX_TOOLS,
+            extra_json_schema={"items": {"$ref": "#/components/schemas/FunctionTool"}},
+        ),
+    ]
+    type: Literal["namespace"]
+    description: Annotated[str, Meta(max_length=16384)] | None = None
 
 
 class FileSearchTool(Request):
@@ -219,7 +241,12 @@ Items = Annotated[
 ]
 Tools = Annotated[
     list[dict[str, Any]],
-    Meta(max_length=MAX_TOOLS, extra_json_schema={"items": _ref("FunctionTool", "FileSearchTool")}),
+    Meta(
+        max_length=MAX_TOOLS,
+        extra_json_schema={
+            "items": _ref("FunctionTool", "FileSearchTool", "NamespaceTool", "HostedTool")
+        },
+    ),
 ]
 
 
@@ -294,17 +321,26 @@ class ResponseRequest(Request):
                 if tool.filters is not None:
                     validate_filter(tool.filters)
                 out.append(tool)
+            elif kind == "namespace":  # Codex groups some function tools: offered flat
+                group = _convert(raw, NamespaceTool, f"tools[{i}]")
+                for j, sub in enumerate(group.tools):
+                    tool = _convert(sub, FunctionTool, f"tools[{i}].tools[{j}]")
+                    out.append(msgspec.structs.replace(tool, namespace=group.name))
             elif kind in HOSTED_TOOLS:
-                raise InvalidRequest(
-                    f"the {kind} tool is not supported by this server (it runs file_search "
-                    "and function tools)",
-                    param=f"tools[{i}]",
-                )
+                continue  # OpenAI's own tools (Codex sends web_search): not offered here
             else:
                 raise InvalidRequest(f"tool type {kind!r} is not supported", param=f"tools[{i}]")
         if sum(isinstance(t, FileSearchTool) for t in out) > 1:
             raise InvalidRequest("at most one file_search tool", param="tools")
         return out
+
+    def namespaces(self) -> dict[str, str]:
+        """Function name -> its namespace, for the tools offered in one."""
+        return {
+            t.name: t.namespace
+            for t in self.typed_tools()
+            if isinstance(t, FunctionTool) and t.namespace
+        }
 
     def file_search(self) -> FileSearchTool | None:
         """The file_search tool the server runs this turn (None: none, or `tool_choice: none`)."""
@@ -346,7 +382,10 @@ class ResponseRequest(Request):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "tools": [
-                {"type": "function", "function": msgspec.structs.asdict(t) | {"type": None}}
+                {
+                    "type": "function",
+                    "function": msgspec.structs.asdict(t) | {"type": None, "namespace": None},
+                }
                 for t in functions
             ]
             or None,
@@ -447,6 +486,7 @@ class OutputFunctionCall(Response, tag="function_call", tag_field="type"):
     name: str
     arguments: str
     status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    namespace: str | None = None
 
 
 class FileSearchResult(Response):
@@ -683,5 +723,7 @@ RESPONSE_TYPES = [
     SkippedItem,
     FunctionTool,
     FileSearchTool,
+    NamespaceTool,
+    HostedTool,
     *StreamEvent.__args__,  # type: ignore[attr-defined]
 ]

@@ -152,9 +152,10 @@ class ResponseService:
                     threshold=threshold,
                 )
                 break
-            except ContextLengthExceeded:
+            except ContextLengthExceeded as exc:
                 shorter = _truncated(chat_req) if req.truncation == "auto" else None
                 if shorter is None:
+                    exc.param = "input"  # the Responses name of what is too long
                     raise
                 chat_req = shorter
         sampling = prepared.request.params
@@ -352,6 +353,7 @@ class Render:
         self.text: list[str] = []
         self.calls: dict[int, tuple[int, OutputFunctionCall]] = {}  # call index -> output index
         self.open_call: int | None = None
+        self.namespaces = turn.request.namespaces()
 
     def _event(self, cls: type[Event], **fields: Any) -> Event:
         event = cls(sequence_number=self.seq, **fields)
@@ -492,6 +494,7 @@ class Render:
                 name=piece.function.name or "",
                 arguments="",
                 status="in_progress",
+                namespace=self.namespaces.get(piece.function.name or ""),
             )
             at = len(self.response.output)
             self.response.output.append(call)

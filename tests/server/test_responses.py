@@ -314,7 +314,11 @@ def test_file_search_streams_its_events(sdk, store):
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
             "input[0].content[0]",
         ),
-        ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"input": "hi", "tools": [{"type": "no_such_tool"}]}, "tools[0]"),
+        (
+            {"input": "hi", "tools": [{"type": "namespace", "name": "n", "tools": [{}]}]},
+            "tools[0].tools[0]",
+        ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0]"),
         ({"input": [{"type": "nonsense"}]}, "input[0]"),
         ({"input": [{"role": "user"}]}, "input[0]"),
@@ -349,3 +353,127 @@ def test_json_schema_text_format_goes_through_the_grammar(sdk):
     )
     assert set(json.loads(r.output_text)) == {"answer"}
     assert r.text.format.type == "json_schema"
+
+
+def test_stored_responses_survive_a_restart(tmp_path, index_dir, engine, retriever):
+    settings = make_settings(index_dir, data_dir=tmp_path)
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as first:
+        sdk = openai.OpenAI(base_url=first.url + "/v1", api_key="x", max_retries=0)
+        kept = sdk.responses.create(model="smollm2-norag", input="Hi.", max_output_tokens=8)
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as second:
+        sdk = openai.OpenAI(base_url=second.url + "/v1", api_key="x", max_retries=0)
+        again = sdk.responses.retrieve(kept.id)
+        assert again.output_text == kept.output_text and again.usage == kept.usage
+        follow = sdk.responses.create(
+            model="smollm2-norag", previous_response_id=kept.id, input="Bye.", max_output_tokens=8
+        )
+        assert follow.previous_response_id == kept.id
+
+
+def test_retention_purges_old_responses_and_zero_stores_none(
+    tmp_path, index_dir, engine, retriever
+):
+    from ragserve.server.responses.protocol import ResponseObject
+    from ragserve.server.responses.store import ResponseStore
+
+    store = ResponseStore(tmp_path, retention_s=3600)
+    now = time.time()
+    store.put(ResponseObject(id="resp_old", created_at=int(now - 7200)), [], [])
+    store.put(ResponseObject(id="resp_new", created_at=int(now)), [{"id": "msg_1"}], [])
+    assert store.get("resp_old") is None  # past the retention: gone even before a purge
+    assert store.purge(now) == 1
+    assert store.get("resp_new") is not None
+    assert store.items("resp_new", None, 10, "asc") == ([{"id": "msg_1"}], False)
+    store.close()
+
+    settings = make_settings(index_dir, data_dir=tmp_path / "none", response_retention_days=0)
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
+        sdk = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+        r = sdk.responses.create(model="smollm2-norag", input="Hi.", max_output_tokens=4)
+        assert r.store is False
+        with pytest.raises(openai.NotFoundError):
+            sdk.responses.retrieve(r.id)
+
+
+def test_a_codex_request_is_answered(sdk):
+    """What Codex CLI 0.171 sends (shape kept, texts shortened): developer messages with
+    input_text parts, function tools, a `namespace` of tools, a hosted `web_search`,
+    `store: false`, `reasoning`, `include`, `client_metadata`."""
+    body = {
+        "model": "smollm2-norag",
+        "instructions": None,
+        "input": [
+            {
+                "type": "message",
+                "id": "msg_a",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": "You are a coding agent."}],
+            },
+            {
+                "type": "message",
+                "id": "msg_b",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Say hello."}],
+            },
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "name": "exec_command",
+                "description": "Runs a command.",
+                "strict": False,
+                "parameters": {
+                    "type": "object",
+                    "properties": {"cmd": {"type": "string", "maxLength": 40}},
+                    "required": ["cmd"],
+                    "additionalProperties": False,
+                },
+            },
+            {
+                "type": "namespace",
+                "name": "multi_agent_v1",
+                "description": "Sub-agents.",
+                "tools": [
+                    {
+                        "type": "function",
+                        "name": "close_agent",
+                        "description": "Close one.",
+                        "strict": False,
+                        "parameters": {"type": "object", "properties": {}},
+                    }
+                ],
+            },
+            {"type": "web_search", "external_web_access": False},
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"summary": "auto"},
+        "store": False,
+        "stream": True,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "thread-1",
+        "client_metadata": {"thread_id": "thread-1"},
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    with sdk.responses.stream(
+        **{k: v for k, v in body.items() if k != "stream" and k != "client_metadata"},
+        extra_body={"client_metadata": body["client_metadata"]},
+        max_output_tokens=24,
+        temperature=0,
+    ) as stream:
+        events = list(stream)
+    final = events[-1].response
+    assert final.status in ("completed", "incomplete")
+    assert [t.name for t in final.tools] == ["exec_command", "close_agent"]
+    assert final.tools[1].model_extra.get("namespace") == "multi_agent_v1"
+    named = sdk.responses.create(
+        model="smollm2-norag",
+        input="Close the agent.",
+        tools=body["tools"],
+        tool_choice={"type": "function", "name": "close_agent"},
+        store=False,
+        max_output_tokens=32,
+        temperature=0,
+    )
+    call = next(o for o in named.output if isinstance(o, ResponseFunctionToolCall))
+    assert call.name == "close_agent" and call.namespace == "multi_agent_v1"
