@@ -281,6 +281,7 @@ class ResponseRequest(Request):
     min_p: MinP = None
     repeat_penalty: RepeatPenalty = None
     seed: Seed = None
+    ignore_eos: bool = False
     rag: RagOptions | None = None
 
     def input_items(self) -> list[InputItem]:
@@ -396,6 +397,7 @@ class ResponseRequest(Request):
             "min_p": self.min_p,
             "repeat_penalty": self.repeat_penalty,
             "seed": self.seed,
+            "ignore_eos": self.ignore_eos or None,
             "rag": msgspec.to_builtins(self.rag) if self.rag else None,
         }
         if search is not None:  # the tool names the stores, whatever `rag` says

@@ -39,7 +39,7 @@ def still_serving(http: httpx.Client) -> None:
 
 
 # -- queue full: refused before the stream starts --------------------------------------------
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/responses"])
 def test_a_full_queue_refuses_streams_with_429_before_any_byte(index_dir, retriever, path):
     engine = LlamaEngine(
         bundled_model_path(), model_id="smollm2", n_ctx=4096, parallel=1, max_queue=0
@@ -48,7 +48,9 @@ def test_a_full_queue_refuses_streams_with_429_before_any_byte(index_dir, retrie
     body = {
         "messages": USER,
         "prompt": "Hello",
+        "input": "Hello",
         "max_tokens": 3000,  # runs for many seconds: the slot stays taken
+        "max_output_tokens": 3000,
         "ignore_eos": True,
         "stream": True,
         "model": "smollm2-norag",

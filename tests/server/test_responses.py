@@ -12,6 +12,7 @@ import httpx
 import openai
 import pdfgen
 import pytest
+from fakes import FakeEngine
 from liveserver import LiveServer, make_settings
 from openai.types.responses import (
     Response,
@@ -20,6 +21,7 @@ from openai.types.responses import (
     ResponseOutputMessage,
 )
 
+from ragserve.engine import TextDelta
 from ragserve.server.app import create_app
 
 CONTRACT = [
@@ -477,3 +479,27 @@ def test_a_codex_request_is_answered(sdk):
     )
     call = next(o for o in named.output if isinstance(o, ResponseFunctionToolCall))
     assert call.name == "close_agent" and call.namespace == "multi_agent_v1"
+
+
+class FailingEngine(FakeEngine):
+    """Says one word, then fails: what a broken generation looks like mid-stream."""
+
+    n_vocab = 1000
+    model_id = "fake"
+
+    async def generate(self, request):
+        yield TextDelta("Partly")
+        raise RuntimeError("the model failed")
+
+
+def test_a_generation_that_fails_mid_stream_ends_failed_and_is_stored_so(tmp_path, index_dir):
+    settings = make_settings(index_dir, data_dir=tmp_path)
+    with LiveServer(create_app(settings, engine=FailingEngine(n_ctx=1000))) as live:
+        sdk = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+        with sdk.responses.stream(model="fake-norag", input="Hi.") as stream:
+            events = list(stream)
+        assert events[-1].type == "response.failed"
+        failed = events[-1].response
+        assert failed.status == "failed" and failed.error.message
+        assert [e.sequence_number for e in events] == list(range(len(events)))
+        assert sdk.responses.retrieve(failed.id).status == "failed"
