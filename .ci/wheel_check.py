@@ -281,7 +281,8 @@ def ask(url: str) -> None:
 
 
 def library(url: str, src: Path) -> None:
-    """An upload attached to a new store reaches `completed` and is found; one embedding."""
+    """An upload attached to a new store reaches `completed` and is found, by the stores'
+    search and by a Responses file_search; one embedding."""
     import openai
 
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
@@ -296,6 +297,20 @@ def library(url: str, src: Path) -> None:
     hits = client.vector_stores.search(store.id, query="출장 숙박비 한도").data
     if not hits or hits[0].file_id != uploaded.id:
         raise Failed(f"the attached file was not found by a search: {hits}")
+    answer = client.responses.create(
+        model=client.models.list().data[0].id,
+        input="출장 숙박비 한도는?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+        include=["file_search_call.results"],
+        max_output_tokens=24,
+        temperature=0,
+    )
+    search = answer.output[0]
+    if search.type != "file_search_call" or not search.results:
+        raise Failed(f"the Responses file_search found nothing: {answer.output}")
+    if search.results[0].file_id != uploaded.id:
+        raise Failed(f"the Responses file_search found {search.results[0].file_id}")
+    print(f"wheel-check:   responses: file_search -> {uploaded.id}, {answer.status}")
     model = client.models.list().data[-1].id
     vector = client.embeddings.create(model=model, input="출장 규정").data[0].embedding
     if len(vector) < 8:
