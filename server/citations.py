@@ -43,7 +43,8 @@ class UrlSigner:
 
     def verify(self, file_id: str, token: str, now: float | None = None) -> Verdict:
         expires_text, _, mac = token.partition(".")
-        if not expires_text.isdigit() or len(expires_text) > 12:
+        # ASCII digits only: `str.isdigit()` also passes "²", which int() refuses
+        if not (expires_text.isascii() and expires_text.isdigit()) or len(expires_text) > 12:
             return "invalid"
         expires = int(expires_text)
         if not hmac.compare_digest(mac.encode(), self._mac(file_id, expires).encode()):

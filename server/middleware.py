@@ -71,8 +71,10 @@ def _is_loopback_host(host: str) -> bool:
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]  # a bracketed IPv6 literal; a lone bracket is malformed: not loopback
     try:
-        return ipaddress.ip_address(name.strip("[]")).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 

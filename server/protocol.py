@@ -174,6 +174,12 @@ def validate_filter(f: Filter, depth: int = 0) -> None:
     if isinstance(f, And | Or):
         for sub in f.filters:
             validate_filter(sub, depth + 1)
+    elif isinstance(f, Gt | Gte | Lt | Lte) and isinstance(f.value, bool):
+        raise InvalidRequest(
+            f"filter {f.key!r}: {type(f).__name__.lower()} compares numbers or strings, not "
+            "booleans",
+            param="filters",
+        )
 
 
 class RagOptions(Request):

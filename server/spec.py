@@ -34,8 +34,17 @@ _POST = {
     **_ALWAYS,
 }
 ERRORS: dict[tuple[str, str], dict[int, str]] = {
-    ("post", "/v1/chat/completions"): {**_POST, 429: "the generation queue is full; retry"},
-    ("post", "/v1/completions"): {**_POST, 429: "the generation queue is full; retry"},
+    ("post", "/v1/chat/completions"): {
+        **_POST,
+        404: "the model id is not a chat model here (`--strict-models`, the embedding model, "
+        "or `<model>@<store>` naming no store)",
+        429: "the generation queue is full; retry",
+    },
+    ("post", "/v1/completions"): {
+        **_POST,
+        404: "the model id is not a chat model here (`--strict-models`, or the embedding model)",
+        429: "the generation queue is full; retry",
+    },
     ("post", "/v1/embeddings"): _POST,
     ("get", "/v1/models"): {401: _POST[401], 421: _POST[421], **_ALWAYS},
     ("get", "/v1/models/{model_id}"): {

@@ -253,6 +253,15 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _kind(value: Any) -> str:
+    """The JSON type an attribute compares as: `true` is not `1` (Python says it is)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
 def matches(f: Filter, attributes: dict[str, Any]) -> bool:
     """OpenAI's attribute filters: comparisons (eq ne gt gte lt lte) and and/or."""
     if isinstance(f, And):
@@ -261,11 +270,11 @@ def matches(f: Filter, attributes: dict[str, Any]) -> bool:
         return any(matches(sub, attributes) for sub in f.filters)
     value = attributes.get(f.key)
     if isinstance(f, Eq):
-        return value is not None and value == f.value
+        return value is not None and _kind(value) == _kind(f.value) and value == f.value
     if isinstance(f, Ne):
-        return value != f.value
-    if value is None or isinstance(value, bool) or isinstance(f.value, bool):
-        return False  # order makes no sense for booleans (or a missing value)
+        return not (_kind(value) == _kind(f.value) and value == f.value)
+    if value is None or _kind(value) != _kind(f.value) or isinstance(value, bool):
+        return False  # a missing value, a boolean, or another type: no order to compare
     try:
         if isinstance(f, Gt):
             return bool(value > f.value)

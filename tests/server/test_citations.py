@@ -209,3 +209,7 @@ def test_with_keys_links_are_signed_and_open_only_their_file(keyed):
         expired = browser.get("/v1/" + plain, params={"token": old})
         assert expired.status_code == 403 and expired.json()["error"]["code"] == "link_expired"
         assert browser.get("/v1/files").status_code == 401  # the token opens content only
+        for bad in ("\u00b2.x", "\u0661\u0662.x", "12.\u00e9", "."):  # not ASCII digits
+            odd = browser.get("/v1/" + plain, params={"token": bad})
+            assert odd.status_code == 403, (bad, odd.text)
+            assert odd.json()["error"]["code"] == "invalid_signature"

@@ -337,6 +337,9 @@ def test_without_keys_a_web_page_cannot_drive_the_server(http):
     for host in ("localhost:8000", "127.0.0.1", "[::1]:9"):
         resp = http.get("/v1/models", headers={"host": host})
         assert resp.status_code == 200, host
+    for host in ("[::1", "::1]", "[127.0.0.1"):  # malformed: not loopback
+        resp = http.get("/v1/models", headers={"host": host})
+        assert resp.status_code == 421, host
 
 
 def test_loopback_origins_may_call_and_others_may_not(http):

@@ -161,6 +161,22 @@ def test_attribute_filters_and_or_and_numeric_ranges(sdk, pdfs):
         }
     ) == {"계약서.pdf", "zephyr.pdf"}
     assert only({"type": "ne", "key": "dept", "value": "construction"}) == {"zephyr.pdf"}
+    # typed as in OpenAI: true is not 1, 2027 is not "2027"
+    sdk.vector_stores.files.update(
+        file_id=ko, vector_store_id=store.id, attributes={"flag": True, "code": "2027"}
+    )
+    sdk.vector_stores.files.update(
+        file_id=en, vector_store_id=store.id, attributes={"flag": 1, "code": 2027}
+    )
+    assert only({"type": "eq", "key": "flag", "value": True}) == {"계약서.pdf"}
+    assert only({"type": "eq", "key": "flag", "value": 1}) == {"zephyr.pdf"}
+    assert only({"type": "ne", "key": "flag", "value": True}) == {"zephyr.pdf"}
+    assert only({"type": "eq", "key": "code", "value": 2027}) == {"zephyr.pdf"}
+    assert only({"type": "gte", "key": "code", "value": 2000}) == {"zephyr.pdf"}
+    assert only({"type": "gte", "key": "code", "value": "2000"}) == {"계약서.pdf"}
+    with pytest.raises(openai.BadRequestError) as e:
+        search(sdk, store.id, "x", filters={"type": "gt", "key": "flag", "value": True})
+    assert e.value.body["param"] == "filters"
     with pytest.raises(openai.BadRequestError):
         search(sdk, store.id, "x", filters={"type": "and", "filters": []})
 
