@@ -153,6 +153,7 @@ class Scheduler:
         running = any(s.job is not None for s in self._slots)
         if not self._take_new(block=not running and not self._waiting):
             return False
+        self._drop_abandoned()
         self._admit()
         slots = [s for s in self._slots if s.job is not None]
         for slot in slots:
@@ -268,6 +269,17 @@ class Scheduler:
                 # only now: submit() counts waiting + busy, and this job is one or the other
                 with self._lock:
                     self._n_waiting -= 1
+
+    def _drop_abandoned(self) -> None:
+        """Waiting requests whose client went away give their place up at once, not when a
+        slot frees (16 abandoned ones used to fill the queue, and new requests got 429)."""
+        if not any(job.cancelled.is_set() for job in self._waiting):
+            return
+        kept = collections.deque(job for job in self._waiting if not job.cancelled.is_set())
+        dropped = len(self._waiting) - len(kept)
+        self._waiting = kept
+        with self._lock:
+            self._n_waiting -= dropped
 
     def _start(self, job: Job, free: list[Slot]) -> None:
         if job.cancelled.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -182,6 +183,39 @@ def test_a_cancelled_request_frees_its_slot_for_the_next(backend):
         _, done = await asyncio.wait_for(run(waiting), 5)
         assert done.finish_reason == "length"
         assert engine.stats().busy == 0
+        engine.close()
+
+    asyncio.run(go())
+
+
+class SlowBackend(FakeBackend):
+    """2 ms a decode: a request with a long budget keeps its slot for a while."""
+
+    def decode(self) -> None:
+        time.sleep(0.002)
+        super().decode()
+
+
+def test_abandoned_waiting_requests_give_their_place_up_at_once():
+    backend = SlowBackend(n_ctx=100_000)
+
+    async def go() -> None:
+        engine = scheduler(backend, parallel=1, max_queue=2)
+        endless = engine.submit(request([10], max_tokens=10_000, ignore_eos=True))
+        gone = [engine.submit(request([1], max_tokens=2)) for _ in range(2)]
+        with pytest.raises(QueueFull):
+            engine.submit(request([1]))
+        for handle in gone:
+            handle.cancel()  # their clients went away while they waited
+        deadline = time.monotonic() + 5
+        while engine.queue_depth:  # while the slot is still taken
+            assert time.monotonic() < deadline, "abandoned requests kept their places"
+            await asyncio.sleep(0.005)
+        assert engine.stats().busy == 1
+        again = [engine.submit(request([1], max_tokens=2)) for _ in range(2)]
+        endless.cancel()
+        results = await asyncio.wait_for(asyncio.gather(*(run(h) for h in again)), 5)
+        assert all(done.finish_reason == "length" for _, done in results)
         engine.close()
 
     asyncio.run(go())
