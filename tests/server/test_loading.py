@@ -182,6 +182,8 @@ def test_engine_load_reports_its_phases_and_shares_the_gil():
         assert engine.warmup_tokens == WARMUP_TOKENS_CPU
         phases = engine.load_phases
         assert list(phases) == ["model_s", "context_s", "warmup_s", "setup_s"]
-        assert all(p >= 0 for p in phases.values()) and sum(phases.values()) <= took
+        # each phase is rounded to the millisecond: their sum may pass `took` by 0.5 ms each
+        assert all(p >= 0 for p in phases.values())
+        assert sum(phases.values()) <= took + 0.0005 * len(phases)
     finally:
         engine.close()
