@@ -98,7 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ragserve.server.serve import run
 
     app = BootApp(settings, preload=preload)
-    auth = "API key required" if settings.api_keys else "no API key"
+    auth = "API key required" if settings.api_keys or settings.api_key_file else "no API key"
     print(
         f"ragserve {__version__}: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
         f"model {settings.model_alias or model_id_for(model)}, "

@@ -52,6 +52,19 @@ class InvalidApiKey(RagserveError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(RagserveError):
+    code = "insufficient_scope"
+
+
+class RateLimited(RagserveError):
+    code = "rate_limit_exceeded"
+    retry_after_s = 1
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class RequestTimeout(RagserveError):
     code = "request_timeout"
 

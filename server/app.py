@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Server
@@ -14,6 +14,7 @@ from ragserve.engine import Engine, EngineLoad
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.search import Retriever
 
+from .access.policy import needs
 from .chat.routes import create_chat_completion
 from .chat.service import ChatService
 from .completions.routes import create_completion
@@ -62,8 +63,16 @@ class RagserveApp:
         self.state = state
         s = state.settings
         routes = [(r.path, r.methods) for r in litestar.routes if hasattr(r, "methods")]
-        inner: Any = AuthMiddleware(AllowMiddleware(litestar, routes), s.api_keys, state.signer)
-        if not s.api_keys:
+        inner: Any = AuthMiddleware(
+            AllowMiddleware(litestar, routes),
+            state.keys,
+            state.signer,
+            state.policy.limiter,
+            s.trusted_proxies,
+            s.trusted_user_header,
+            s.trusted_groups_header,
+        )
+        if not (state.keys.enabled or s.trusted_proxies):
             inner = LocalGuardMiddleware(inner, s.host, s.allowed_hosts)
         self._asgi = CORSMiddleware(RequestMiddleware(inner, state.metrics), s.cors_origins)
 
@@ -92,6 +101,7 @@ def create_app(
     )
     responses = ResponseService(state, chat, library)
     state.store_names = library.store_names
+    state.policy.lookup = library.store_lookup
 
     def on_shutdown() -> None:
         responses.close()
@@ -129,6 +139,7 @@ def create_app(
             "stores": Provide(lambda: library.api, sync_to_thread=False),
         },
         exception_handlers={Exception: handle_exception},
+        guards=[state.policy.guard],
         on_startup=[state.start_loading],
         on_shutdown=[on_shutdown],
         request_max_body_size=settings.max_body_bytes,
@@ -138,6 +149,9 @@ def create_app(
             description=DESCRIPTION,
             servers=[Server(url="/")],
             path="/openapi",
+            openapi_router=Router(
+                "/openapi", route_handlers=[], include_in_schema=False, opt=needs("")
+            ),
             render_plugins=render_plugins(),
         ),
         logging_config=None,

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS store_files (
     PRIMARY KEY (store_id, file_id)
 );
 """
+MIGRATIONS = (  # columns added after the first release; each runs once
+    ("stores", "owner", "ALTER TABLE stores ADD COLUMN owner TEXT"),
+)
+OWNERS = """
+CREATE TABLE IF NOT EXISTS file_owners (
+    file_id TEXT NOT NULL, owner TEXT NOT NULL, PRIMARY KEY (file_id, owner)
+);
+"""
 PDF_MAGIC = b"%PDF-"
 
 
@@ -59,6 +67,7 @@ class StoreRecord(msgspec.Struct, frozen=True):
     name: str
     metadata: dict[str, str]
     created_at: int
+    owner: str | None = None  # the key that created it (None: keys off, or the default)
 
 
 class StoreFileRecord(msgspec.Struct, frozen=True):
@@ -78,7 +87,11 @@ class Catalog:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(data_dir / "library.sqlite", check_same_thread=False)
         self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.executescript(SCHEMA)
+        self._db.executescript(SCHEMA + OWNERS)
+        for table, column, sql in MIGRATIONS:
+            columns = [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+            if column not in columns:
+                self._db.execute(sql)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -96,7 +109,9 @@ class Catalog:
     def blob(self, sha256: str) -> Path:
         return self.blobs / f"{sha256}.pdf"
 
-    def add_file(self, chunks: Iterator[bytes], filename: str, purpose: str) -> FileRecord:
+    def add_file(
+        self, chunks: Iterator[bytes], filename: str, purpose: str, owner: str | None = None
+    ) -> FileRecord:
         """Store an upload by its content (the caller checked size and type)."""
         digest = hashlib.sha256()
         size = 0
@@ -113,11 +128,29 @@ class Catalog:
             Path(tmp).unlink(missing_ok=True)
             raise
         record = FileRecord(file_id(sha), sha, filename, size, purpose, int(time.time()))
-        self._write(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (record.id, sha, filename, size, purpose, record.created_at),
-        )
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, sha, filename, size, purpose, record.created_at),
+            )
+            if owner is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO file_owners VALUES (?, ?)", (record.id, owner)
+                )
         return record
+
+    def owners(self) -> dict[str, set[str]]:
+        """The keys that uploaded each file (a file uploaded twice has two)."""
+        out: dict[str, set[str]] = {}
+        for fid, owner in self._rows("SELECT file_id, owner FROM file_owners"):
+            out.setdefault(fid, set()).add(owner)
+        return out
+
+    def file_stores(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for sid, fid in self._rows("SELECT store_id, file_id FROM store_files"):
+            out.setdefault(fid, []).append(sid)
+        return out
 
     def file(self, fid: str) -> FileRecord | None:
         rows = self._rows("SELECT * FROM files WHERE id = ?", (fid,))
@@ -131,25 +164,29 @@ class Catalog:
         if record is None:
             return False
         self._write("DELETE FROM files WHERE id = ?", (fid,))
+        self._write("DELETE FROM file_owners WHERE file_id = ?", (fid,))
         if not self._rows("SELECT 1 FROM files WHERE sha256 = ?", (record.sha256,)):
             self.blob(record.sha256).unlink(missing_ok=True)
         return True
 
     # -- stores --------------------------------------------------------------------
-    def add_store(self, sid: str, name: str, metadata: dict[str, str]) -> StoreRecord:
-        record = StoreRecord(sid, name, metadata, int(time.time()))
+    def add_store(
+        self, sid: str, name: str, metadata: dict[str, str], owner: str | None = None
+    ) -> StoreRecord:
+        record = StoreRecord(sid, name, metadata, int(time.time()), owner)
         self._write(
-            "INSERT INTO stores VALUES (?, ?, ?, ?)",
-            (sid, name, json.dumps(metadata), record.created_at),
+            "INSERT INTO stores (id, name, metadata, created_at, owner) VALUES (?, ?, ?, ?, ?)",
+            (sid, name, json.dumps(metadata), record.created_at, owner),
         )
         return record
 
     def store(self, sid: str) -> StoreRecord | None:
-        rows = self._rows("SELECT * FROM stores WHERE id = ?", (sid,))
+        rows = self._rows(f"SELECT {STORE_COLUMNS} FROM stores WHERE id = ?", (sid,))
         return _store(rows[0]) if rows else None
 
     def stores(self) -> list[StoreRecord]:
-        return [_store(r) for r in self._rows("SELECT * FROM stores ORDER BY created_at, id")]
+        rows = self._rows(f"SELECT {STORE_COLUMNS} FROM stores ORDER BY created_at, id")
+        return [_store(r) for r in rows]
 
     def update_store(self, sid: str, name: str | None, metadata: dict[str, str] | None) -> None:
         if name is not None:
@@ -227,8 +264,11 @@ class BatchRecord(msgspec.Struct, frozen=True):
     created_at: int
 
 
+STORE_COLUMNS = "id, name, metadata, created_at, owner"
+
+
 def _store(row: tuple) -> StoreRecord:
-    return StoreRecord(row[0], row[1], json.loads(row[2]), row[3])
+    return StoreRecord(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
 
 def _store_file(row: tuple) -> StoreFileRecord:

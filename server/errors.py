@@ -18,8 +18,10 @@ from ragserve.errors import (
     InvalidRequest,
     NotFound,
     NotReady,
+    PermissionDenied,
     QueueFull,
     RagserveError,
+    RateLimited,
     RequestTimeout,
 )
 
@@ -30,6 +32,8 @@ INVALID, SERVER = "invalid_request_error", "server_error"
 HTTP: dict[type[RagserveError], tuple[int, str]] = {
     InvalidRequest: (400, INVALID),
     InvalidApiKey: (401, INVALID),
+    PermissionDenied: (403, INVALID),
+    RateLimited: (429, "rate_limit_error"),
     NotFound: (404, INVALID),
     Conflict: (409, INVALID),
     RequestTimeout: (408, INVALID),

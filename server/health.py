@@ -6,6 +6,7 @@ from litestar import MediaType, Response, get
 
 from ragserve import __version__
 
+from .access.policy import needs
 from .protocol import Response as WireResponse
 from .state import AppState
 
@@ -24,13 +25,22 @@ class Readiness(WireResponse):
     queue_depth: int
 
 
-@get("/health", summary="Liveness: answers as soon as the process runs", tags=["health"])
+PUBLIC_ROUTE = needs(None)  # probes and scrapers: no key (see README, API keys)
+
+
+@get(
+    "/health",
+    opt=PUBLIC_ROUTE,
+    summary="Liveness: answers as soon as the process runs",
+    tags=["health"],
+)
 async def health() -> Health:
     return Health(status="ok", version=__version__)
 
 
 @get(
     "/health/ready",
+    opt=PUBLIC_ROUTE,
     summary="Readiness: 200 once the model and index are loaded, else 503",
     tags=["health"],
 )
@@ -49,6 +59,7 @@ async def ready(app_state: AppState) -> Readiness:
 
 @get(
     "/metrics",
+    opt=PUBLIC_ROUTE,
     summary="Prometheus metrics",
     tags=["health"],
     media_type=MediaType.TEXT,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from .access.keys import LOCAL, Principal
+from .access.visible import Visibility
 from .catalog import Catalog
 from .files.service import FileService
 from .state import AppState
@@ -26,22 +28,31 @@ class Library:
 
     @cached_property
     def files(self) -> FileService:
-        return FileService(self.state, self.catalog, self.stores)
+        return FileService(self.state, self.catalog, self.stores, self.visible)
 
     @cached_property
     def api(self) -> StoreApi:
-        return StoreApi(self.stores)
+        return StoreApi(self.stores, self.visible)
 
-    def store_names(self) -> list[tuple[str, str]]:
-        """(id, name) of the stores besides the default one; none before any was made."""
-        if (
-            "catalog" not in self.__dict__
-            and not (self.state.settings.data / "library.sqlite").exists()
-        ):
+    @cached_property
+    def visible(self) -> Visibility:
+        return Visibility(self.catalog)
+
+    def _exists(self) -> bool:
+        return "catalog" in self.__dict__ or (self.state.settings.data / "library.sqlite").exists()
+
+    def store_lookup(self, sid: str) -> tuple[str, str | None] | None:
+        """A store's name and owner, for the access policy (None: no such store)."""
+        return self.visible.lookup(sid) if self._exists() else None
+
+    def store_names(self, principal: Principal = LOCAL) -> list[tuple[str, str]]:
+        """(id, name) of the stores besides the default one that the caller may read;
+        none before any was made."""
+        if not self._exists():
             return []
         from .vector_stores.service import DEFAULT_STORE
 
-        return [(r.id, r.name) for r in self.catalog.stores() if r.id != DEFAULT_STORE]
+        return [(r.id, r.name) for r in self.visible.stores(principal) if r.id != DEFAULT_STORE]
 
     def close(self) -> None:
         if "catalog" in self.__dict__:

@@ -6,7 +6,6 @@ before the body is read.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import re
 import socket
@@ -19,13 +18,22 @@ from urllib.parse import parse_qs, urlparse
 import msgspec
 import structlog
 
-from ragserve.errors import InvalidApiKey, InvalidRequest
+from ragserve.errors import (
+    InvalidApiKey,
+    InvalidRequest,
+    PermissionDenied,
+    RagserveError,
+    RateLimited,
+)
 
+from .access.keys import Grant, KeyRing, Principal
+from .access.policy import Limiter
 from .citations import UrlSigner
 from .errors import error_body
 from .metrics import Metrics
 
 log = structlog.get_logger(__name__)
+audit = structlog.get_logger("ragserve.audit")
 
 Scope = dict[str, Any]
 ASGIApp = Any  # any ASGI callable (Litestar's own signature is stricter)
@@ -260,26 +268,43 @@ class RequestMiddleware:
 
 
 class AuthMiddleware:
-    """Optional API keys: `Authorization: Bearer KEY` (or `x-api-key` / `api-key`)."""
+    """Who is calling: an API key (`Authorization: Bearer KEY`, `x-api-key` or `api-key`),
+    a signed citation link, or (trusted-header mode) a user named by a configured proxy.
+    It sets the request's Principal, applies the key's rate limits before the body is
+    read, and logs one audit event for each write; the route's own declaration (see
+    access.policy) decides what the principal may do."""
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...], signer: UrlSigner | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        ring: KeyRing,
+        signer: UrlSigner | None,
+        limiter: Limiter,
+        proxies: tuple[str, ...] = (),
+        user_header: str = "x-forwarded-user",
+        groups_header: str = "x-forwarded-groups",
+    ) -> None:
         self.app = app
-        self.keys = [k.encode() for k in keys]
+        self.ring = ring
         self.signer = signer
+        self.limiter = limiter
+        self.proxies = [ipaddress.ip_network(p, strict=False) for p in proxies]
+        self.user_header = user_header.lower().encode()
+        self.groups_header = groups_header.lower().encode()
 
-    def _signed(self, scope: Scope) -> InvalidApiKey | bool:
-        """A citation link's own token: True if it opens this file, an error if it is
-        expired or altered, False if the request carries none."""
+    def _signed(self, scope: Scope) -> InvalidApiKey | str | None:
+        """A citation link's own token: the file id it opens, an error if it is expired or
+        altered, None if the request carries none."""
         found = _CONTENT.fullmatch(scope["path"])
         if found is None or self.signer is None or scope["method"] not in ("GET", "HEAD"):
-            return False
+            return None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         tokens = query.get("token")
         if not tokens:
-            return False
+            return None
         verdict = self.signer.verify(found[1], tokens[0])
         if verdict == "ok":
-            return True
+            return found[1]
         if verdict == "expired":
             return InvalidApiKey(
                 "This link has expired; ask the question again for a fresh one.",
@@ -289,39 +314,92 @@ class AuthMiddleware:
             "This link's signature is not valid for this file.", code="invalid_signature"
         )
 
-    def _valid(self, scope: Scope) -> bool:
+    @staticmethod
+    def _given(scope: Scope) -> str:
         auth = _header(scope, b"authorization") or ""
         given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        given = given or _header(scope, b"x-api-key") or _header(scope, b"api-key") or ""
-        candidate = given.encode()
-        # compare against every key, always, so timing says nothing about which matched
-        matched = False
-        for key in self.keys:
-            matched |= hmac.compare_digest(candidate, key)
-        return matched
+        return given or _header(scope, b"x-api-key") or _header(scope, b"api-key") or ""
+
+    def _from_proxy(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not client or not self.proxies:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in net for net in self.proxies)
+
+    def _principal(self, scope: Scope) -> Principal | RagserveError:
+        user = _header(scope, self.user_header) if self.proxies else None
+        if user is not None:
+            if not self._from_proxy(scope):
+                return InvalidApiKey(
+                    "user headers are accepted only from the configured proxy addresses",
+                    code="untrusted_proxy",
+                )
+            groups = [g.strip() for g in (_header(scope, self.groups_header) or "").split(",")]
+            grant = self.ring.groups([g for g in groups if g], user.strip()[:128])
+            if grant is None:
+                return PermissionDenied(f"no configured group grants access to {user!r}")
+            return Principal(grant.name, grant)
+        grant = self.ring.lookup(self._given(scope))
+        if grant is not None:
+            return Principal(grant.name, grant)
+        signed = self._signed(scope)
+        if isinstance(signed, str):
+            return Principal("link", Grant("link", frozenset({"files:read"})), link_file=signed)
+        if isinstance(signed, InvalidApiKey):
+            return signed
+        return InvalidApiKey(
+            "Incorrect API key provided. Pass a key configured on the server "
+            "as 'Authorization: Bearer <key>'."
+        )
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if (
             scope["type"] != "http"
-            or not self.keys
+            or not (self.ring.enabled or self.proxies)
             or scope["method"] == "OPTIONS"
             or scope["path"] in PUBLIC_PATHS
-            or self._valid(scope)
         ):
             return await self.app(scope, receive, send)
-        signed = self._signed(scope)
-        if signed is True:
-            return await self.app(scope, receive, send)
-        if isinstance(signed, InvalidApiKey):
-            await _send_json(send, 403, msgspec.json.encode(error_body(signed)))
-            return None
-        err = InvalidApiKey(
-            "Incorrect API key provided. Pass a key configured on the server "
-            "as 'Authorization: Bearer <key>'."
-        )
-        await _send_json(
-            send, 401, msgspec.json.encode(error_body(err)), [(b"www-authenticate", b"Bearer")]
-        )
+        found = self._principal(scope)
+        if isinstance(found, RagserveError):
+            status = 401 if isinstance(found, InvalidApiKey) else 403
+            if found.code in ("link_expired", "invalid_signature"):
+                status = 403
+            extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+            return await _send_json(send, status, msgspec.json.encode(error_body(found)), extra)
+        state = scope.setdefault("state", {})
+        state["principal"] = found
+        try:
+            self.limiter.admit(found)
+        except RateLimited as exc:
+            retry = str(exc.retry_after_s).encode()
+            return await _send_json(
+                send, 429, msgspec.json.encode(error_body(exc)), [(b"retry-after", retry)]
+            )
+        status = 500
+
+        async def send_seen(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_seen)
+        finally:
+            if state.get("audit"):
+                audit.info(
+                    "audit",
+                    key=found.name,
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    outcome="done" if status < 400 else "refused",
+                )
         return None
 
 

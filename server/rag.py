@@ -55,10 +55,19 @@ class TurnMemory:
         self.size = size
         self._items: OrderedDict[str, tuple[str, list[Source]]] = OrderedDict()
         self._lock = threading.Lock()
+        self.namespace = ""
 
-    @staticmethod
-    def key(messages: Sequence[dict[str, Any]]) -> str:
-        return hashlib.sha256(msgspec.json.encode(list(messages))).hexdigest()
+    def scoped(self, namespace: str | None) -> TurnMemory:
+        """The same memory, seen by one caller: another key sending the same conversation
+        finds nothing (the passages were retrieved for the stores of the first)."""
+        view = TurnMemory.__new__(TurnMemory)
+        view.size, view._items, view._lock = self.size, self._items, self._lock
+        view.namespace = namespace or ""
+        return view
+
+    def key(self, messages: Sequence[dict[str, Any]]) -> str:
+        body = msgspec.json.encode([self.namespace, list(messages)])
+        return hashlib.sha256(body).hexdigest()
 
     def remember(
         self, messages: Sequence[dict[str, Any]], augmented: str, sources: list[Source]

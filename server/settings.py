@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from pathlib import Path
 
 import msgspec
@@ -42,6 +43,10 @@ class Settings(msgspec.Struct, frozen=True):
     max_queue: int = 16
     default_max_tokens: int = 512
     api_keys: tuple[str, ...] = ()
+    api_key_file: Path | None = None  # keys with scopes (or one full-access key a line)
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose user/group headers are trusted
+    trusted_user_header: str = "X-Forwarded-User"
+    trusted_groups_header: str = "X-Forwarded-Groups"
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
@@ -184,7 +189,39 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         repeat=True,
         default_text="none: no auth",
     ),
-    Option("api_key_file", "--api-key-file", path, None, "file with one API key per line"),
+    Option(
+        "api_key_file",
+        "--api-key-file",
+        path,
+        None,
+        "keys file: keys with scopes and stores (TOML or JSON, see `ragserve keys`), or one "
+        "full-access key a line; reloaded when it changes",
+    ),
+    Option(
+        "trusted_proxies",
+        "--trusted-proxy",
+        items,
+        (),
+        "addresses or networks of a single sign-on proxy whose user and group headers are "
+        "trusted (groups map to the keys file's [groups])",
+        env="RAGSERVE_TRUSTED_PROXIES",
+        repeat=True,
+        default_text="none: trusted-header mode off",
+    ),
+    Option(
+        "trusted_user_header",
+        "--trusted-user-header",
+        str,
+        "X-Forwarded-User",
+        "the header a trusted proxy names the user in",
+    ),
+    Option(
+        "trusted_groups_header",
+        "--trusted-groups-header",
+        str,
+        "X-Forwarded-Groups",
+        "the header a trusted proxy lists the user's groups in (comma-separated)",
+    ),
     Option(
         "cors_origins",
         "--cors-origin",
@@ -345,13 +382,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings from flags, then environment, then defaults; SettingError names a bad one."""
     values = resolve(args, SERVE_OPTIONS)
     keys = list(values.pop("api_keys"))
-    key_file = values.pop("api_key_file")
+    key_file = values["api_key_file"]
     if key_file is not None:
+        from .access.keys import KeyFileError, load_keys
+
         try:
-            lines = Path(key_file).read_text().splitlines()
-        except OSError as exc:
-            raise SettingError(f"--api-key-file {key_file}: {exc.strerror}") from None
-        keys += [k.strip() for k in lines if k.strip()]
+            load_keys(Path(key_file))
+        except KeyFileError as exc:
+            raise SettingError(f"--api-key-file {exc}") from None
+    for proxy in values["trusted_proxies"]:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingError(
+                f"--trusted-proxy {proxy!r} is not an IP address or network"
+            ) from None
     if values["kv_cache_type"] not in ("f16", "bf16") and values["flash_attn"] == "off":
         raise SettingError(
             f"--kv-cache-type {values['kv_cache_type']} needs flash attention: "

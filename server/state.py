@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -14,6 +15,8 @@ from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
 from ragserve.retrieval.search import Retriever
 
+from .access.keys import LOCAL, KeyRing, Principal
+from .access.policy import Policy
 from .citations import UrlSigner, load_secret
 from .metrics import Metrics
 from .settings import Settings, bundled_model_path, engine_options, served_model_id
@@ -50,15 +53,18 @@ class AppState:
             settings.model_alias or engine.model_id if engine else served_model_id(settings)
         )
         # the documents API's stores, as `<model>@<store name>` ids (set by the app)
-        self.store_names: Callable[[], list[tuple[str, str]]] = list
+        self.store_names: Callable[..., list[tuple[str, str]]] = lambda principal=None: []
         # citation links carry a signature only when keys guard the files
         self.signer: UrlSigner | None = None
-        if settings.api_keys:
+        self.keys = KeyRing(settings.api_keys, settings.api_key_file)
+        self.policy = Policy()
+        if self.keys.enabled or settings.trusted_proxies:
             secret = load_secret(settings.citation_secret, settings.data)
             self.signer = UrlSigner(secret, settings.citation_ttl)
 
     # -- loading ------------------------------------------------------------------------
     def start_loading(self) -> None:
+        self.keys.start()
         if self.ready or self._loader is not None:
             return
         self._loader = threading.Thread(target=self._load, name="loader", daemon=True)
@@ -103,13 +109,24 @@ class AppState:
             log.exception("server.load_failed", error=self.load_error)
 
     def close(self) -> None:
+        self.keys.close()
         engine = self._engine
         if engine is not None and self._observe in engine.listeners:
             engine.listeners.remove(self._observe)
         if self._owns_engine and engine is not None:
             engine.close()
 
-    def _observe(self, _request: GenerationRequest, d: Finished) -> None:
+    def submit(self, request: GenerationRequest, principal: Principal) -> Any:
+        """Hand a generation to the engine; its tokens count against the key's tpm."""
+        self.policy.limiter.expect(request.request_id, principal)
+        try:
+            return self.engine.submit(request)
+        except BaseException:
+            self.policy.limiter.settle(request.request_id, 0)
+            raise
+
+    def _observe(self, request: GenerationRequest, d: Finished) -> None:
+        self.policy.limiter.settle(request.request_id, d.prompt_tokens + d.completion_tokens)
         self.metrics.observe_generation(
             d.prompt_tokens,
             d.completion_tokens,
@@ -157,19 +174,20 @@ class AppState:
     def embedding_model_id(self) -> str:
         return embedding_model_id_for(self.settings.retrieval.embed_model)
 
-    def store_of(self, requested: str) -> str | None:
-        """The store a `<model>@<store name>` id searches (None: not such an id)."""
+    def store_of(self, requested: str, principal: Principal = LOCAL) -> str | None:
+        """The store a `<model>@<store name>` id searches (None: not such an id); a store
+        the caller may not read does not exist for it."""
         model, at, name = requested.rpartition("@")
         if not at or model != self.model_id:
             return None
-        for sid, store in self.store_names():
+        for sid, store in self.store_names(principal):
             if store == name:
                 return sid
         raise ModelNotFound(f"The model '{requested}' does not exist: no vector store '{name}'")
 
-    def resolve_chat_model(self, requested: str) -> bool:
+    def resolve_chat_model(self, requested: str, principal: Principal = LOCAL) -> bool:
         """Whether retrieval is on for this model id; unknown ids use the served model."""
-        if requested == self.model_id or not requested or self.store_of(requested):
+        if requested == self.model_id or not requested or self.store_of(requested, principal):
             return True
         if requested == self.model_id + NO_RAG_SUFFIX:
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
@@ -16,12 +17,15 @@ from .service import ChatService
     "/v1/chat/completions",
     status_code=200,
     summary="Create a chat completion, augmented with passages from the PDF library",
+    opt=needs("chat"),
     operation_id="createChatCompletion",
     tags=["chat"],
 )
 async def create_chat_completion(request: Request, chat: ChatService) -> ChatCompletion | Stream:
     data = await decode_body(request, ChatCompletionRequest)
-    prepared = await chat.prepare(data, request.state.request_id, str(request.base_url))
+    prepared = await chat.prepare(
+        data, request.state.request_id, str(request.base_url), principal=principal_of(request)
+    )
     if data.stream:
         body = StreamBody(chat.stream(prepared), prepared.handle)
         return sse_response(body, request.state.request_id)

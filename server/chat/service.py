@@ -16,6 +16,7 @@ from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDel
 from ragserve.retrieval.search import Filters, Hit, Mode, file_id, merge_places
 
 from .. import rag
+from ..access.keys import LOCAL, Principal
 from ..catalog import StoreFileRecord
 from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
@@ -49,6 +50,7 @@ class Search:
     stores: list[str] | None = None  # vector stores (None: the server's own index)
     attributes: Filter | None = None  # OpenAI attribute filters over the stores' files
     threshold: float | None = None  # the stores' 0..1 score below which hits are dropped
+    principal: Principal = LOCAL  # who asks: retrieval stays inside the stores it may read
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Prepared(Admitted):
     query: str | None = None  # what was searched (None: no search this turn)
     hits: list[Hit] = field(default_factory=list)  # the passages behind `sources`, whole
     records: dict[str, StoreFileRecord] = field(default_factory=dict)  # stores' files, by path
+    principal: Principal = LOCAL
 
 
 class Cited(msgspec.Struct, frozen=True):
@@ -82,6 +85,7 @@ class ChatService:
         *,
         retrieval: bool | None = None,
         threshold: float | None = None,
+        principal: Principal = LOCAL,
     ) -> Prepared:
         """Everything that can fail before the first byte (errors here are plain JSON),
         ending with the engine accepting the request or refusing it (429). `retrieval`
@@ -89,7 +93,7 @@ class ChatService:
         started = time.perf_counter()
         req.validate()
         state, s = self.state, self.state.settings
-        rag_on = state.resolve_chat_model(req.model)
+        rag_on = await asyncio.to_thread(state.resolve_chat_model, req.model, principal)
         engine = state.engine  # 503 before any work while the model is still loading
         logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
         messages = req.template_messages()
@@ -111,7 +115,7 @@ class ChatService:
             )
             mode: Mode = options.mode if options else "hybrid"
             rerank = options.rerank if options else None
-            named = state.store_of(req.model)
+            named = await asyncio.to_thread(state.store_of, req.model, principal)
             stores = options.vector_store_ids if options else None
             if options is not None and options.filters is not None:
                 validate_filter(options.filters)
@@ -124,10 +128,11 @@ class ChatService:
                 stores or ([named] if named else None),
                 options.filters if options else None,
                 threshold,
+                principal,
             )
         # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
         sampling, packed, records = await asyncio.to_thread(
-            self._build, req, messages, search, rag_on, plan, s.public_url or base_url
+            self._build, req, messages, search, rag_on, plan, s.public_url or base_url, principal
         )
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
@@ -147,7 +152,7 @@ class ChatService:
             created=int(time.time()),
             model=req.model or state.model_id,
             request=request,
-            handle=engine.submit(request),  # QueueFull: 429 before the response starts
+            handle=state.submit(request, principal),  # QueueFull: 429 before the response starts
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             started=started,
             sources=packed.sources,
@@ -159,6 +164,7 @@ class ChatService:
             query=search.query if search is not None else None,
             hits=packed.hits,
             records=records,
+            principal=principal,
         )
 
     def _build(
@@ -169,6 +175,7 @@ class ChatService:
         rag_on: bool,
         plan: ToolPlan | None,
         base_url: str,
+        principal: Principal = LOCAL,
     ) -> tuple[SamplingParams, rag.Packed, dict[str, StoreFileRecord]]:
         state, s = self.state, self.state.settings
         engine = state.engine
@@ -197,7 +204,7 @@ class ChatService:
             hits,
             req.requested_max_tokens(),
             s.default_max_tokens,
-            self.memory if rag_on else None,
+            self.memory.scoped(principal.name) if rag_on else None,
             plan.tools if plan is not None else None,
         )
         if packed.sources:  # new ones, or remembered for a turn after tool calls
@@ -208,16 +215,21 @@ class ChatService:
     def _search(self, search: Search) -> tuple[list[Hit], dict[str, StoreFileRecord]]:
         """Hits from the server's index, or from vector stores (best first across them),
         and the stores' records of the documents they come from."""
-        if search.stores is None and search.attributes is None:
+        stores = search.stores
+        if search.principal.name is not None:  # keys on: only what this key may read
+            stores = self.library.visible.search_stores(search.principal, stores)
+            if stores == []:
+                return [], {}
+        if stores is None and search.attributes is None:
             retriever = self.state.retriever
             found = retriever.search(
                 search.query, search.top_k, search.filters, search.mode, search.rerank
             )
             return found, {}
-        stores = self.library.stores
+        library = self.library.stores
         pairs = []
-        for sid in search.stores or [DEFAULT_STORE]:
-            pairs += stores.search(
+        for sid in stores or [DEFAULT_STORE]:
+            pairs += library.search(
                 sid, search.query, search.top_k, search.attributes, search.threshold
             )
         pairs.sort(key=lambda pair: -pair[1].score)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Request, post
 from litestar.response import Stream
 
+from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
@@ -16,6 +17,7 @@ from .service import CompletionService
     "/v1/completions",
     status_code=200,
     summary="Create a completion (no retrieval)",
+    opt=needs("chat"),
     operation_id="createCompletion",
     tags=["completions"],
 )
@@ -23,7 +25,7 @@ async def create_completion(
     request: Request, completions: CompletionService
 ) -> Completion | Stream:
     data = await decode_body(request, CompletionRequest)
-    prepared = await completions.prepare(data, request.state.request_id)
+    prepared = await completions.prepare(data, request.state.request_id, principal_of(request))
     if data.stream:
         body = StreamBody(completions.stream(prepared), prepared.handle)
         return sse_response(body, request.state.request_id)

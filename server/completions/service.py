@@ -12,6 +12,7 @@ from ragserve.engine import Engine, Finished, GenerationRequest
 from ragserve.errors import ContextLengthExceeded, InvalidRequest
 
 from .. import rag
+from ..access.keys import LOCAL, Principal
 from ..generation import Admitted, collect, stream_frames
 from ..protocol import Usage, logit_bias_of, usage_of
 from ..sse import frame
@@ -67,9 +68,11 @@ class CompletionService:
     def __init__(self, state: AppState) -> None:
         self.state = state
 
-    async def prepare(self, req: CompletionRequest, request_id: str) -> PreparedCompletion:
+    async def prepare(
+        self, req: CompletionRequest, request_id: str, principal: Principal = LOCAL
+    ) -> PreparedCompletion:
         req.validate()
-        self.state.resolve_chat_model(req.model)
+        await asyncio.to_thread(self.state.resolve_chat_model, req.model, principal)
         engine = self.state.engine
         logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
         tokens = await asyncio.to_thread(prompt_tokens, engine, req)
@@ -83,7 +86,7 @@ class CompletionService:
             created=int(time.time()),
             model=req.model or self.state.model_id,
             request=request,
-            handle=engine.submit(request),  # QueueFull: 429 before the response starts
+            handle=self.state.submit(request, principal),  # QueueFull: 429 before it starts
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             echo=prompt if req.echo and isinstance(prompt, str) else "",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Request, post
 
+from ..access.policy import needs
 from ..body import decode_body
 from .protocol import EmbeddingList, EmbeddingRequest
 from .service import EmbeddingService
@@ -13,6 +14,7 @@ from .service import EmbeddingService
     "/v1/embeddings",
     status_code=200,
     summary="Create embeddings",
+    opt=needs("chat"),
     operation_id="createEmbedding",
     tags=["embeddings"],
 )

@@ -14,6 +14,7 @@ from litestar.response import File
 
 from ragserve.errors import InvalidRequest
 
+from ..access.policy import needs, principal_of
 from .protocol import FileDeleted, FileList, FileObject
 from .service import FileService
 
@@ -27,6 +28,7 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
         "/v1/files",
         status_code=200,
         summary="Upload a PDF (multipart: file, purpose)",
+        opt=needs("files:write", audit=True),
         operation_id="createFile",
         tags=["files"],
         request_max_body_size=max_bytes + MULTIPART_SLACK,
@@ -43,48 +45,61 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
         if not isinstance(purpose, str):
             raise InvalidRequest("the multipart field 'purpose' is required", param="purpose")
         return await asyncio.to_thread(
-            files.upload, upload.file, upload.filename or "document.pdf", purpose
+            files.upload,
+            upload.file,
+            upload.filename or "document.pdf",
+            purpose,
+            principal_of(request).name,
         )
 
     return create_file
 
 
-@get("/v1/files", summary="List the library's PDFs", operation_id="listFiles", tags=["files"])
-async def list_files(files: FileService) -> FileList:
-    return await asyncio.to_thread(files.list)
+@get(
+    "/v1/files",
+    summary="List the library's PDFs",
+    opt=needs("files:read"),
+    operation_id="listFiles",
+    tags=["files"],
+)
+async def list_files(request: Request, files: FileService) -> FileList:
+    return await asyncio.to_thread(files.list, principal_of(request))
 
 
 @get(
     "/v1/files/{file_id:str}",
     summary="Describe one PDF of the library",
+    opt=needs("files:read"),
     operation_id="retrieveFile",
     tags=["files"],
 )
-async def retrieve_file(file_id: str, files: FileService) -> FileObject:
-    return await asyncio.to_thread(files.retrieve, file_id)
+async def retrieve_file(file_id: str, request: Request, files: FileService) -> FileObject:
+    return await asyncio.to_thread(files.retrieve, file_id, principal_of(request))
 
 
 @delete(
     "/v1/files/{file_id:str}",
     status_code=200,
     summary="Delete an uploaded PDF (and remove it from every vector store)",
+    opt=needs("files:write", audit=True),
     operation_id="deleteFile",
     tags=["files"],
 )
-async def delete_file(file_id: str, files: FileService) -> FileDeleted:
-    return await asyncio.to_thread(files.delete, file_id)
+async def delete_file(file_id: str, request: Request, files: FileService) -> FileDeleted:
+    return await asyncio.to_thread(files.delete, file_id, principal_of(request))
 
 
 @get(
     "/v1/files/{file_id:str}/content",
     summary="The PDF itself (citation links add #page=N; with API keys, a signed ?token= "
     "works without a key)",
+    opt={**needs("files:read"), "link": True},
     operation_id="downloadFile",
     tags=["files"],
     media_type="application/pdf",
 )
-async def file_content(file_id: str, files: FileService) -> File:
-    path, name = await asyncio.to_thread(files.content, file_id)
+async def file_content(file_id: str, request: Request, files: FileService) -> File:
+    path, name = await asyncio.to_thread(files.content, file_id, principal_of(request))
     return File(
         path, filename=name, media_type="application/pdf", content_disposition_type="inline"
     )

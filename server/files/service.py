@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady
+from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady, PermissionDenied
 from ragserve.retrieval.search import file_id
 from ragserve.retrieval.store import DocumentRow, sha256_file
 
+from ..access.keys import LOCAL, Principal
+from ..access.visible import DEFAULT_STORE, Visibility
 from ..catalog import PDF_MAGIC, Catalog, FileRecord
 from ..state import AppState
 from ..vector_stores.service import VectorStores
@@ -37,12 +39,17 @@ def from_record(r: FileRecord) -> FileObject:
 
 
 class FileService:
-    def __init__(self, state: AppState, catalog: Catalog, stores: VectorStores) -> None:
+    def __init__(
+        self, state: AppState, catalog: Catalog, stores: VectorStores, visible: Visibility
+    ) -> None:
         self.state = state
         self.catalog = catalog
         self.stores = stores
+        self.visible = visible
 
-    def upload(self, stream: IO[bytes], filename: str, purpose: str) -> FileObject:
+    def upload(
+        self, stream: IO[bytes], filename: str, purpose: str, owner: str | None = None
+    ) -> FileObject:
         """Keep an uploaded PDF (checked by its content, not its name) and describe it."""
         limit = self.state.settings.max_upload_bytes
         if purpose not in PURPOSES:
@@ -64,7 +71,7 @@ class FileService:
                 yield block
 
         name = os.path.basename(filename.replace("\\", "/"))[:255] or "document.pdf"
-        return from_record(self.catalog.add_file(chunks(), name, purpose))
+        return from_record(self.catalog.add_file(chunks(), name, purpose, owner))
 
     def _document(self, fid: str) -> DocumentRow | None:
         try:
@@ -72,12 +79,21 @@ class FileService:
         except NotReady:  # no index yet (or still loading): only uploads exist
             return None
 
-    def list(self) -> FileList:
-        data = {r.id: from_record(r) for r in self.catalog.files()}
-        try:
-            rows = self.state.retriever.documents_all()
-        except NotReady:
-            rows = []
+    def _check(self, fid: str, principal: Principal) -> None:
+        """404 for a file the caller may not see, as for one that does not exist."""
+        if principal.everything:
+            return
+        self.visible.check_file(principal, fid, corpus=self.catalog.file(fid) is None)
+
+    def list(self, principal: Principal = LOCAL) -> FileList:
+        seen = self.visible.files(principal)
+        data = {r.id: from_record(r) for r in self.catalog.files() if seen is None or r.id in seen}
+        rows: list[DocumentRow] = []
+        if seen is None or self.visible.readable(principal, DEFAULT_STORE):
+            try:
+                rows = self.state.retriever.documents_all()
+            except NotReady:
+                rows = []
         for row in sorted(rows, key=lambda r: r.path):
             data.setdefault(file_id(row.sha256), from_document(row))
         items = list(data.values())
@@ -87,7 +103,8 @@ class FileService:
             last_id=items[-1].id if items else None,
         )
 
-    def retrieve(self, fid: str) -> FileObject:
+    def retrieve(self, fid: str, principal: Principal = LOCAL) -> FileObject:
+        self._check(fid, principal)
         record = self.catalog.file(fid)
         if record is not None:
             return from_record(record)
@@ -96,8 +113,19 @@ class FileService:
             raise NotFound(f"No such File object: {fid}", param="file_id")
         return from_document(row)
 
-    def delete(self, fid: str) -> FileDeleted:
-        """Remove an upload from every store (their indexes are rebuilt without it)."""
+    def delete(self, fid: str, principal: Principal = LOCAL) -> FileDeleted:
+        """Remove an upload from every store (their indexes are rebuilt without it): only
+        for a caller that may change each of them."""
+        self._check(fid, principal)
+        if not principal.everything:
+            for sid in self.catalog.stores_of(fid):
+                found = self.visible.lookup(sid)
+                if found is not None and not principal.can_write(sid, *found):
+                    raise PermissionDenied(
+                        f"this file is also in vector store {sid}, which this API key "
+                        f"({principal.name}) may not change",
+                        param="file_id",
+                    )
         if self.catalog.file(fid) is None:
             if self._document(fid) is not None:
                 raise Conflict(
@@ -111,9 +139,11 @@ class FileService:
         self.catalog.delete_file(fid)
         return FileDeleted(id=fid)
 
-    def content(self, fid: str) -> tuple[Path, str]:
+    def content(self, fid: str, principal: Principal = LOCAL) -> tuple[Path, str]:
         """The PDF's path and file name (for an indexed document, only if its bytes are
         still what was indexed: this may hash the file, so run it in a worker thread)."""
+        if principal.link_file is None:  # a signed link was minted for a readable file
+            self._check(fid, principal)
         record = self.catalog.file(fid)
         if record is not None and self.catalog.blob(record.sha256).is_file():
             return self.catalog.blob(record.sha256), record.filename

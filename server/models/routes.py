@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from litestar import get
+import asyncio
+
+from litestar import Request, get
 
 from ragserve.errors import ModelNotFound
 
+from ..access.keys import LOCAL, Principal
+from ..access.policy import needs, principal_of
 from ..state import NO_RAG_SUFFIX, AppState
 from .protocol import Model, ModelList
 
 
-def list_models(state: AppState) -> ModelList:
+def list_models(state: AppState, principal: Principal = LOCAL) -> ModelList:
     created = int(state.started_at)
     return ModelList(
         data=[
@@ -30,7 +34,7 @@ def list_models(state: AppState) -> ModelList:
                     created=created,
                     description=f"chat that answers from the vector store '{name}' ({sid})",
                 )
-                for sid, name in state.store_names()
+                for sid, name in state.store_names(principal)
             ),
             Model(
                 id=state.embedding_model_id,
@@ -41,20 +45,28 @@ def list_models(state: AppState) -> ModelList:
     )
 
 
-@get("/v1/models", summary="List models", operation_id="listModels", tags=["models"])
-async def get_models(app_state: AppState) -> ModelList:
-    return list_models(app_state)
+@get(
+    "/v1/models",
+    summary="List models",
+    opt=needs("chat"),
+    operation_id="listModels",
+    tags=["models"],
+)
+async def get_models(request: Request, app_state: AppState) -> ModelList:
+    return await asyncio.to_thread(list_models, app_state, principal_of(request))
 
 
 @get(
     "/v1/models/{model_id:path}",
     summary="Retrieve a model",
+    opt=needs("chat"),
     operation_id="retrieveModel",
     tags=["models"],
 )
-async def get_model(model_id: str, app_state: AppState) -> Model:
+async def get_model(model_id: str, request: Request, app_state: AppState) -> Model:
     model_id = model_id.strip("/")
-    for model in list_models(app_state).data:
+    models = await asyncio.to_thread(list_models, app_state, principal_of(request))
+    for model in models.data:
         if model.id == model_id:
             return model
     raise ModelNotFound(f"The model '{model_id}' does not exist")

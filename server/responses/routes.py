@@ -8,6 +8,7 @@ from litestar import Request, delete, get, post
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
 from ..sse import sse_response
@@ -18,39 +19,71 @@ TAGS = ["responses"]
 ONE = "/v1/responses/{response_id:str}"
 
 
-@post("/v1/responses", status_code=200, operation_id="createResponse", tags=TAGS,
-      summary="Create a response (file_search runs on this server's vector stores)")  # fmt: skip
+@post(
+    "/v1/responses",
+    status_code=200,
+    opt=needs("chat"),
+    operation_id="createResponse",
+    tags=TAGS,
+    summary="Create a response (file_search runs on this server's vector stores)",
+)
 async def create_response(request: Request, responses: ResponseService) -> ResponseObject | Stream:
     data = await decode_body(request, ResponseRequest)
-    turn = await responses.prepare(data, request.state.request_id, str(request.base_url))
+    turn = await responses.prepare(
+        data, request.state.request_id, str(request.base_url), principal_of(request)
+    )
     if data.stream:
         body = StreamBody(responses.stream(turn), turn.prepared.handle)
         return sse_response(body, request.state.request_id)
     return await unless_disconnected(request, responses.complete(turn), turn.prepared.handle)
 
 
-@get(ONE, operation_id="getResponse", tags=TAGS, summary="Retrieve a stored response")
-async def get_response(response_id: str, responses: ResponseService) -> ResponseObject:
-    return (await responses.stored(response_id)).response
+@get(
+    ONE,
+    opt=needs("chat"),
+    operation_id="getResponse",
+    tags=TAGS,
+    summary="Retrieve a stored response",
+)
+async def get_response(
+    response_id: str, request: Request, responses: ResponseService
+) -> ResponseObject:
+    return (await responses.stored(response_id, None, principal_of(request))).response
 
 
-@delete(ONE, status_code=200, operation_id="deleteResponse", tags=TAGS,
-        summary="Delete a stored response")  # fmt: skip
-async def delete_response(response_id: str, responses: ResponseService) -> ResponseDeleted:
-    await responses.delete(response_id)
+@delete(
+    ONE,
+    status_code=200,
+    opt=needs("chat", audit=True),
+    operation_id="deleteResponse",
+    tags=TAGS,
+    summary="Delete a stored response",
+)
+async def delete_response(
+    response_id: str, request: Request, responses: ResponseService
+) -> ResponseDeleted:
+    await responses.delete(response_id, principal_of(request))
     return ResponseDeleted(id=response_id)
 
 
-@get(ONE + "/input_items", operation_id="listInputItems", tags=TAGS,
-     summary="List a stored response's input items")  # fmt: skip
+@get(
+    ONE + "/input_items",
+    opt=needs("chat"),
+    operation_id="listInputItems",
+    tags=TAGS,
+    summary="List a stored response's input items",
+)
 async def list_input_items(
     response_id: str,
+    request: Request,
     responses: ResponseService,
     after: Annotated[str | None, Parameter(max_length=256)] = None,
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
     order: Literal["asc", "desc"] = "desc",
 ) -> InputItemList:
-    items, more = await responses.input_items(response_id, after, limit, order)
+    items, more = await responses.input_items(
+        response_id, after, limit, order, principal_of(request)
+    )
     return InputItemList(
         data=items,
         first_id=items[0]["id"] if items else None,

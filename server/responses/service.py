@@ -18,6 +18,7 @@ import structlog
 from ragserve.engine import Finished, TextDelta
 from ragserve.errors import ContextLengthExceeded, InvalidRequest, NotFound
 
+from ..access.keys import LOCAL, Principal
 from ..chat.protocol import MAX_MESSAGES, ChatCompletionRequest, DeltaToolCall
 from ..chat.service import ChatService, Cited, Prepared
 from ..chat.tool_calls import CallDelta
@@ -88,6 +89,10 @@ class Turn:
     filenames: dict[str, str] = field(default_factory=dict)  # file id -> upload's name
 
 
+def _may_see(principal: Principal, owner: str | None) -> bool:
+    return principal.name is None or principal.grant.admin or owner == principal.name
+
+
 class ResponseService:
     def __init__(self, state: AppState, chat: ChatService, library: Library) -> None:
         self.state = state
@@ -104,34 +109,44 @@ class ResponseService:
             self.store.close()
 
     # -- stored responses --------------------------------------------------------------
-    async def stored(self, rid: str, param: str | None = None):
+    async def stored(self, rid: str, param: str | None = None, principal: Principal = LOCAL):
+        """A stored response, for its creator (and admins) only: others get the 404 of one
+        that does not exist."""
         found = await asyncio.to_thread(self.store.get, rid) if self.store else None
+        if found is not None and not _may_see(principal, found.owner):
+            found = None
         if found is None:
             raise NotFound(f"No response with id '{rid}' is stored", param=param)
         return found
 
-    async def delete(self, rid: str) -> bool:
+    async def delete(self, rid: str, principal: Principal = LOCAL) -> bool:
+        await self.stored(rid, None, principal)
         deleted = await asyncio.to_thread(self.store.delete, rid) if self.store else False
         if not deleted:
             raise NotFound(f"No response with id '{rid}' is stored")
         return True
 
     async def input_items(
-        self, rid: str, after: str | None, limit: int, order: str
+        self, rid: str, after: str | None, limit: int, order: str, principal: Principal = LOCAL
     ) -> tuple[list[dict[str, Any]], bool]:
-        await self.stored(rid)
+        await self.stored(rid, None, principal)
         assert self.store is not None
         return await asyncio.to_thread(self.store.items, rid, after, limit, order)
 
     # -- admission ---------------------------------------------------------------------
-    async def prepare(self, req: ResponseRequest, request_id: str, base_url: str) -> Turn:
+    async def prepare(
+        self, req: ResponseRequest, request_id: str, base_url: str, principal: Principal = LOCAL
+    ) -> Turn:
         """Everything that can fail before the first byte, ending with the engine
         accepting the generation (429 otherwise), as for chat."""
         if req.include and "message.output_text.logprobs" in req.include:
             raise InvalidRequest("logprobs are not supported by this server", param="include")
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
-            history = (await self.stored(req.previous_response_id, "previous_response_id")).history
+            previous = await self.stored(
+                req.previous_response_id, "previous_response_id", principal
+            )
+            history = previous.history
         items = req.input_items()
         if not items:
             raise InvalidRequest("input must contain at least one item", param="input")
@@ -150,6 +165,7 @@ class ResponseService:
                     base_url,
                     retrieval=req.retrieval(),
                     threshold=threshold,
+                    principal=principal,
                 )
                 break
             except ContextLengthExceeded as exc:
@@ -269,7 +285,13 @@ class ResponseService:
         if not response.store or self.store is None or response.status == "cancelled":
             return
         history = turn.history + output_messages(response)
-        await asyncio.to_thread(self.store.put, response, turn.items, history[-MAX_MESSAGES:])
+        await asyncio.to_thread(
+            self.store.put,
+            response,
+            turn.items,
+            history[-MAX_MESSAGES:],
+            turn.prepared.principal.name,
+        )
 
 
 def sse(event: Event) -> bytes:

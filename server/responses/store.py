@@ -36,6 +36,7 @@ PURGE_EVERY_S = 600.0
 class Stored(msgspec.Struct, frozen=True):
     response: ResponseObject
     history: list[dict[str, Any]]  # chat messages: earlier turns, this input, this output
+    owner: str | None = None  # the key that created it (None: keys were off)
 
 
 class ResponseStore:
@@ -46,6 +47,9 @@ class ResponseStore:
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(SCHEMA)
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(responses)")]
+        if "owner" not in columns:  # stores written before keys had scopes
+            self._db.execute("ALTER TABLE responses ADD COLUMN owner TEXT")
         self._lock = threading.Lock()
         self._purged = 0.0
         self.purge()
@@ -63,13 +67,18 @@ class ResponseStore:
             ).rowcount
 
     def put(
-        self, response: ResponseObject, items: list[dict[str, Any]], history: list[dict[str, Any]]
+        self,
+        response: ResponseObject,
+        items: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+        owner: str | None = None,
     ) -> None:
         enc = msgspec.json.encode
         with self._lock, self._db:
             self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
-                (response.id, response.created_at, enc(response), enc(history)),
+                "INSERT OR REPLACE INTO responses (id, created_at, body, history, owner) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (response.id, response.created_at, enc(response), enc(history), owner),
             )
             self._db.executemany(
                 "INSERT INTO response_items VALUES (?, ?, ?, ?)",
@@ -81,11 +90,13 @@ class ResponseStore:
     def get(self, rid: str) -> Stored | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT body, history, created_at FROM responses WHERE id = ?", (rid,)
+                "SELECT body, history, created_at, owner FROM responses WHERE id = ?", (rid,)
             ).fetchone()
         if row is None or row[2] < time.time() - self.retention_s:
             return None
-        return Stored(msgspec.json.decode(row[0], type=ResponseObject), msgspec.json.decode(row[1]))
+        return Stored(
+            msgspec.json.decode(row[0], type=ResponseObject), msgspec.json.decode(row[1]), row[3]
+        )
 
     def delete(self, rid: str) -> bool:
         with self._lock, self._db:

@@ -8,6 +8,8 @@ from typing import Any
 from ragserve.errors import InvalidRequest, NotFound
 from ragserve.retrieval.search import file_id
 
+from ..access.keys import LOCAL, Principal
+from ..access.visible import Visibility
 from ..catalog import StoreFileRecord, StoreRecord
 from ..protocol import validate_filter
 from .protocol import (
@@ -47,14 +49,17 @@ def batch_status(c: FileCounts) -> Any:
 
 
 class StoreApi:
-    def __init__(self, stores: VectorStores) -> None:
+    def __init__(self, stores: VectorStores, visible: Visibility) -> None:
         self.stores = stores
         self.catalog = stores.catalog
+        self.visible = visible
 
-    def _known(self, file_ids: list[str]) -> None:
-        """Files a request names must exist (a 400: the store in the path does)."""
+    def _known(self, file_ids: list[str], principal: Principal = LOCAL) -> None:
+        """Files a request names must exist, for its caller (a 400: the store in the path
+        does)."""
+        seen = self.visible.files(principal)
         for fid in file_ids:
-            if self.catalog.file(fid) is None:
+            if self.catalog.file(fid) is None or (seen is not None and fid not in seen):
                 raise InvalidRequest(f"No such File object: {fid}", param="file_ids")
 
     def _store(self, record: StoreRecord, sizes: dict[str, int] | None = None) -> VectorStore:
@@ -86,9 +91,9 @@ class StoreApi:
         )
 
     # -- stores ----------------------------------------------------------------------
-    def create(self, body: CreateVectorStore) -> VectorStore:
-        self._known(body.file_ids)  # before anything is created
-        record = self.stores.create(body.name, body.metadata or {})
+    def create(self, body: CreateVectorStore, principal: Principal = LOCAL) -> VectorStore:
+        self._known(body.file_ids, principal)  # before anything is created
+        record = self.stores.create(body.name, body.metadata or {}, principal.name)
         for fid in body.file_ids:
             self.stores.attach(record.id, fid, {})
         return self._store(record)
@@ -96,9 +101,9 @@ class StoreApi:
     def _sizes(self) -> dict[str, int]:
         return {f.id: f.bytes for f in self.catalog.files()}
 
-    def list(self) -> VectorStoreList:
+    def list(self, principal: Principal = LOCAL) -> VectorStoreList:
         sizes = self._sizes()
-        data = [self._store(r, sizes) for r in self.catalog.stores()]
+        data = [self._store(r, sizes) for r in self.visible.stores(principal)]
         return VectorStoreList(
             data=data,
             first_id=data[0].id if data else None,
@@ -118,7 +123,11 @@ class StoreApi:
         return VectorStoreDeleted(id=sid)
 
     # -- files -----------------------------------------------------------------------
-    def attach(self, sid: str, body: CreateStoreFile) -> VectorStoreFile:
+    def attach(
+        self, sid: str, body: CreateStoreFile, principal: Principal = LOCAL
+    ) -> VectorStoreFile:
+        self.stores.record(sid)
+        self._known([body.file_id], principal)
         return self._file(self.stores.attach(sid, body.file_id, body.attributes or {}))
 
     def files(self, sid: str) -> VectorStoreFileList:
@@ -150,9 +159,9 @@ class StoreApi:
         return VectorStoreFileDeleted(id=fid)
 
     # -- batches ---------------------------------------------------------------------
-    def create_batch(self, sid: str, body: CreateBatch) -> FileBatch:
+    def create_batch(self, sid: str, body: CreateBatch, principal: Principal = LOCAL) -> FileBatch:
         self.stores.record(sid)
-        self._known(body.file_ids)
+        self._known(body.file_ids, principal)
         batch = self.catalog.add_batch("vsfb_" + secrets.token_hex(12), sid, body.file_ids)
         for fid in body.file_ids:
             self.stores.attach(sid, fid, body.attributes or {})

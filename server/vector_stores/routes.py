@@ -6,6 +6,7 @@ import asyncio
 
 from litestar import Request, delete, get, post
 
+from ..access.policy import needs, principal_of
 from ..body import decode_body
 from .api import StoreApi
 from .protocol import (
@@ -30,56 +31,109 @@ STORE = "/v1/vector_stores/{vector_store_id:str}"
 FILE = STORE + "/files/{file_id:str}"
 
 
-@post("/v1/vector_stores", status_code=200, operation_id="createVectorStore", tags=TAGS,
-      summary="Create a vector store (an index of its own), optionally with files")  # fmt: skip
+@post(
+    "/v1/vector_stores",
+    status_code=200,
+    opt=needs("stores:write", audit=True),
+    operation_id="createVectorStore",
+    tags=TAGS,
+    summary="Create a vector store (an index of its own), optionally with files",
+)
 async def create_store(request: Request, stores: StoreApi) -> VectorStore:
     body = await decode_body(request, CreateVectorStore)
-    return await asyncio.to_thread(stores.create, body)
+    return await asyncio.to_thread(stores.create, body, principal_of(request))
 
 
-@get("/v1/vector_stores", operation_id="listVectorStores", tags=TAGS, summary="List vector stores")
-async def list_stores(stores: StoreApi) -> VectorStoreList:
-    return await asyncio.to_thread(stores.list)
+@get(
+    "/v1/vector_stores",
+    opt=needs("stores:read"),
+    operation_id="listVectorStores",
+    tags=TAGS,
+    summary="List vector stores",
+)
+async def list_stores(request: Request, stores: StoreApi) -> VectorStoreList:
+    return await asyncio.to_thread(stores.list, principal_of(request))
 
 
-@get(STORE, operation_id="getVectorStore", tags=TAGS, summary="Describe a vector store")
+@get(
+    STORE,
+    opt=needs("stores:read", store="read"),
+    operation_id="getVectorStore",
+    tags=TAGS,
+    summary="Describe a vector store",
+)
 async def get_store(vector_store_id: str, stores: StoreApi) -> VectorStore:
     return await asyncio.to_thread(stores.get, vector_store_id)
 
 
-@post(STORE, status_code=200, operation_id="modifyVectorStore", tags=TAGS,
-      summary="Rename a vector store or change its metadata")  # fmt: skip
+@post(
+    STORE,
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="modifyVectorStore",
+    tags=TAGS,
+    summary="Rename a vector store or change its metadata",
+)
 async def update_store(vector_store_id: str, request: Request, stores: StoreApi) -> VectorStore:
     body = await decode_body(request, UpdateVectorStore)
     return await asyncio.to_thread(stores.update, vector_store_id, body)
 
 
-@delete(STORE, status_code=200, operation_id="deleteVectorStore", tags=TAGS,
-        summary="Delete a vector store and its index")  # fmt: skip
+@delete(
+    STORE,
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="deleteVectorStore",
+    tags=TAGS,
+    summary="Delete a vector store and its index",
+)
 async def delete_store(vector_store_id: str, stores: StoreApi) -> VectorStoreDeleted:
     return await asyncio.to_thread(stores.delete, vector_store_id)
 
 
-@post(STORE + "/files", status_code=200, operation_id="createVectorStoreFile", tags=TAGS,
-      summary="Attach an uploaded file; it is ingested in the background")  # fmt: skip
+@post(
+    STORE + "/files",
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="createVectorStoreFile",
+    tags=TAGS,
+    summary="Attach an uploaded file; it is ingested in the background",
+)
 async def attach_file(vector_store_id: str, request: Request, stores: StoreApi) -> VectorStoreFile:
     body = await decode_body(request, CreateStoreFile)
-    return await asyncio.to_thread(stores.attach, vector_store_id, body)
+    return await asyncio.to_thread(stores.attach, vector_store_id, body, principal_of(request))
 
 
-@get(STORE + "/files", operation_id="listVectorStoreFiles", tags=TAGS,
-     summary="List a vector store's files and their ingest status")  # fmt: skip
+@get(
+    STORE + "/files",
+    opt=needs("stores:read", store="read"),
+    operation_id="listVectorStoreFiles",
+    tags=TAGS,
+    summary="List a vector store's files and their ingest status",
+)
 async def list_files(vector_store_id: str, stores: StoreApi) -> VectorStoreFileList:
     return await asyncio.to_thread(stores.files, vector_store_id)
 
 
-@get(FILE, operation_id="getVectorStoreFile", tags=TAGS, summary="A file's ingest status")
+@get(
+    FILE,
+    opt=needs("stores:read", store="read"),
+    operation_id="getVectorStoreFile",
+    tags=TAGS,
+    summary="A file's ingest status",
+)
 async def get_file(vector_store_id: str, file_id: str, stores: StoreApi) -> VectorStoreFile:
     return await asyncio.to_thread(stores.file, vector_store_id, file_id)
 
 
-@post(FILE, status_code=200, operation_id="updateVectorStoreFileAttributes", tags=TAGS,
-      summary="Change a file's attributes")  # fmt: skip
+@post(
+    FILE,
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="updateVectorStoreFileAttributes",
+    tags=TAGS,
+    summary="Change a file's attributes",
+)
 async def update_file(
     vector_store_id: str, file_id: str, request: Request, stores: StoreApi
 ) -> VectorStoreFile:
@@ -87,29 +141,54 @@ async def update_file(
     return await asyncio.to_thread(stores.set_attributes, vector_store_id, file_id, body)
 
 
-@delete(FILE, status_code=200, operation_id="deleteVectorStoreFile", tags=TAGS,
-        summary="Remove a file from the store (its chunks go, the store republishes)")  # fmt: skip
+@delete(
+    FILE,
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="deleteVectorStoreFile",
+    tags=TAGS,
+    summary="Remove a file from the store (its chunks go, the store republishes)",
+)
 async def detach_file(
     vector_store_id: str, file_id: str, stores: StoreApi
 ) -> VectorStoreFileDeleted:
     return await asyncio.to_thread(stores.detach, vector_store_id, file_id)
 
 
-@post(STORE + "/file_batches", status_code=200, operation_id="createVectorStoreFileBatch",
-      tags=TAGS, summary="Attach several files at once")  # fmt: skip
+@post(
+    STORE + "/file_batches",
+    status_code=200,
+    opt=needs("stores:write", store="write", audit=True),
+    operation_id="createVectorStoreFileBatch",
+    tags=TAGS,
+    summary="Attach several files at once",
+)
 async def create_batch(vector_store_id: str, request: Request, stores: StoreApi) -> FileBatch:
     body = await decode_body(request, CreateBatch)
-    return await asyncio.to_thread(stores.create_batch, vector_store_id, body)
+    return await asyncio.to_thread(
+        stores.create_batch, vector_store_id, body, principal_of(request)
+    )
 
 
-@get(STORE + "/file_batches/{batch_id:str}", operation_id="getVectorStoreFileBatch",
-     tags=TAGS, summary="A batch's progress")  # fmt: skip
+@get(
+    STORE + "/file_batches/{batch_id:str}",
+    opt=needs("stores:read", store="read"),
+    operation_id="getVectorStoreFileBatch",
+    tags=TAGS,
+    summary="A batch's progress",
+)
 async def get_batch(vector_store_id: str, batch_id: str, stores: StoreApi) -> FileBatch:
     return await asyncio.to_thread(stores.batch, vector_store_id, batch_id)
 
 
-@post(STORE + "/search", status_code=200, operation_id="searchVectorStore", tags=TAGS,
-      summary="Hybrid search of a store, with attribute filters")  # fmt: skip
+@post(
+    STORE + "/search",
+    status_code=200,
+    opt=needs("stores:read", store="read"),
+    operation_id="searchVectorStore",
+    tags=TAGS,
+    summary="Hybrid search of a store, with attribute filters",
+)
 async def search_store(vector_store_id: str, request: Request, stores: StoreApi) -> SearchResults:
     body = await decode_body(request, SearchRequest)
     return await asyncio.to_thread(stores.search, vector_store_id, body)

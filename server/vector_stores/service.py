@@ -83,10 +83,10 @@ class VectorStores:
             return found
 
     # -- stores ----------------------------------------------------------------------
-    def create(self, name: str, metadata: dict[str, str]) -> StoreRecord:
+    def create(self, name: str, metadata: dict[str, str], owner: str | None = None) -> StoreRecord:
         sid = "vs_" + secrets.token_hex(12)
         self.corpus(sid).mkdir(parents=True, exist_ok=True)
-        return self.catalog.add_store(sid, name, metadata)
+        return self.catalog.add_store(sid, name, metadata, owner)
 
     def delete(self, sid: str) -> None:
         self.record(sid)
