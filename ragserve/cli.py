@@ -14,6 +14,7 @@ from ragserve.ingest import cli as ingest_cli
 from ragserve.ingest.pipeline import CorpusError
 from ragserve.options import SettingError
 from ragserve.retrieval import cli as search_cli
+from ragserve.server.access import cli as keys_cli
 from ragserve.server.logs import configure_logging
 from ragserve.server.settings import (
     add_serve_arguments,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=run_serve)
     ingest_cli.add_parser(sub)
     search_cli.add_parser(sub)
+    keys_cli.add_parser(sub)
     return parser
 
 

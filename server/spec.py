@@ -116,6 +116,15 @@ ERRORS[("delete", "/v1/files/{file_id}")] = {
     404: "no such file",
     409: "the file belongs to the server's own corpus (remove it there)",
 }
+# API keys with scopes (server/access): every guarded route may refuse a key without the
+# scope it needs, or a key past its per-minute limits; 404 hides what a key may not read
+_SCOPE_403 = "the API key lacks the scope this operation needs (keys with scopes)"
+_LIMIT_429 = "the API key's requests or tokens per minute are spent (see Retry-After)"
+for _key in list(ERRORS):
+    if _key[1].startswith("/v1/"):
+        _statuses = ERRORS[_key] = dict(ERRORS[_key])  # some share one dict: copy first
+        _statuses[403] = _statuses[403] + "; or " + _SCOPE_403 if 403 in _statuses else _SCOPE_403
+        _statuses[429] = _statuses[429] + "; or " + _LIMIT_429 if 429 in _statuses else _LIMIT_429
 STORE_BODIES = {
     ("post", "/v1/vector_stores"): "CreateVectorStore",
     ("post", "/v1/vector_stores/{vector_store_id}"): "UpdateVectorStore",

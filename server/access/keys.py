@@ -250,7 +250,7 @@ def parse_keys(text: str, source: str = "keys file") -> KeyTable:
             found = re.search(r"line (\d+)", str(exc))
             line = found[1] if found else "1"
             raise KeyFileError(f"{source}:{line}: {exc}") from None
-        header, group_header = r"^\s*\[\[\s*keys\s*\]\]", None
+        header, group_header = r"^[ \t]*\[\[[ \t]*keys[ \t]*\]\]", None
     if not isinstance(doc, dict) or set(doc) - {"keys", "groups"}:
         raise KeyFileError(f"{source}:1: expected only 'keys' and 'groups' at the top level")
     entries = doc.get("keys", [])

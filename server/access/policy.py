@@ -67,6 +67,8 @@ class Policy:
 
     async def guard(self, connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         need: Need | None = handler.opt.get("access")
+        if need is None and connection.scope.get("method") == "OPTIONS":
+            return  # Litestar's own OPTIONS handlers (they say which methods exist)
         if need is None:
             raise PermissionDenied(
                 f"the route {connection.scope['path']} declares no access policy"
@@ -87,7 +89,7 @@ class Policy:
         if need.scope and not principal.has(need.scope):
             raise PermissionDenied(
                 f"this API key ({principal.name}) lacks the scope '{need.scope}' "
-                f"that {connection.scope['method']} {connection.scope['path']} needs"
+                f"that {connection.scope.get('method')} {connection.scope['path']} needs"
             )
         if need.store is not None and principal.name is not None:
             sid = connection.path_params["vector_store_id"]
