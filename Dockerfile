@@ -40,7 +40,8 @@ COPY server ./server
 COPY retrieval ./retrieval
 COPY ingest ./ingest
 # hnswlib's sdist compiles with -march=native (the build machine's CPU) unless told not to
-RUN HNSWLIB_NO_NATIVE=1 pip wheel --wheel-dir /wheels --find-links /wheels . "${CUBLAS_SPEC}"
+# [postgres]: psycopg for a library in PostgreSQL (--store), a few MB
+RUN HNSWLIB_NO_NATIVE=1 pip wheel --wheel-dir /wheels --find-links /wheels ".[postgres]" "${CUBLAS_SPEC}"
 
 # --- runtime: CUDA base (driver glue only) + cuBLAS + the wheels --------------------
 FROM nvidia/cuda:${CUDA_VERSION}-base-${UBUNTU} AS runtime
@@ -53,7 +54,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels ragserve "${CUBLAS_SPEC}"
+ && /opt/venv/bin/pip install --no-index --find-links /wheels "ragserve[postgres]" "${CUBLAS_SPEC}"
 # llama.cpp finds cuBLAS in the pip wheel; libcuda itself is mounted by the NVIDIA runtime
 ENV PATH=/opt/venv/bin:$PATH \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.12/site-packages/nvidia/cublas/lib

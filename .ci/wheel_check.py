@@ -524,7 +524,7 @@ def check_image(check: Check, work: Path, src: Path) -> None:
         return command
 
     with check.step("builder stage: its `pip wheel` line over the context", required=True):
-        line = the_run(builder, "pip wheel --wheel-dir /wheels --find-links /wheels .")
+        line = the_run(builder, "pip wheel --wheel-dir /wheels --find-links /wheels")
         # the builder's `ENV PATH=/opt/venv/bin:$PATH`: bare pip and python are its venv's
         path = f"{image / 'builder-venv' / 'bin'}:{os.environ['PATH']}"
         run(rewrite(line), cwd=context, env=clean_env(PATH=path), timeout=1800)

@@ -46,15 +46,16 @@ def confidence(scores: list[float]) -> float:
 
 
 def old_hybrid(retriever: Retriever, query: str, k: int) -> list[str]:
-    version = retriever.version
+    version = retriever.version.acquire()
     vector = retriever.embedder.embed_queries([query])[0]
-    dense = version.vectors.search(vector, 20, None)
-    keyword = version.store.keyword_search(query, 20, None)
+    dense = version.dense(vector, 20, None)
+    keyword = version.keyword(query, 20, None)
     fused = rrf(
         [[i for i, _ in dense], [i for i, _ in keyword]],
         [confidence([s for _, s in dense]), confidence([s for _, s in keyword])],
     )[:k]
-    chunks = version.store.chunks(i for i, _ in fused)
+    chunks = version.chunks(i for i, _ in fused)
+    retriever.version.release(version)
     return [chunks[i].document for i, _ in fused if i in chunks]
 
 

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if values["chunk_overlap"] >= values["chunk_tokens"]:
         raise SettingError("--chunk-overlap must be smaller than --chunk-tokens")
     options = IngestOptions(
-        index_dir=settings.index_dir,
+        index_dir=settings.location,
         paths=args.paths,
         root=args.root,
         prune=args.prune,

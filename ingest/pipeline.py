@@ -13,8 +13,8 @@ import msgspec
 import numpy as np
 import structlog
 
+from ragserve.retrieval.backend import Writer, open_backend
 from ragserve.retrieval.embedder import Embedder
-from ragserve.retrieval.index import IndexWriter, ingest_lock
 from ragserve.retrieval.store import Chunk, Document, DocumentRow, indexed_text, sha256_file
 
 from .chunk import chunk_document
@@ -27,8 +27,9 @@ Outcome = Literal["ingested", "unchanged", "skipped", "failed", "removed"]
 
 
 class IngestOptions(msgspec.Struct, frozen=True):
-    index_dir: Path
+    index_dir: Path | str  # an index folder, or a postgresql:// URL (see retrieval/backend.py)
     paths: list[Path]
+    collection: str = "default"  # the index's name in a database (a folder is one index)
     root: Path | None = None
     prune: bool = False
     workers: int = max(1, os.cpu_count() or 1)
@@ -147,29 +148,32 @@ def run_ingest(
 ) -> IngestSummary:
     """Bring the index up to date with the files under `options.paths`."""
     started = time.perf_counter()
-    summary = IngestSummary(index_dir=str(options.index_dir))
     root, candidates, problems = discover(options.paths, options.root)
-    for report in problems:
-        _record(summary, report, on_file)
-    with ingest_lock(options.index_dir):
-        writer = IndexWriter(
-            options.index_dir,
-            embedding_model=embedder.model_id,
-            dim=lambda: embedder.dim,
-            chunk_tokens=options.chunk_tokens,
-            chunk_overlap=options.chunk_overlap,
-        )
-        try:
-            _apply(options, embedder, writer, candidates, summary, on_file)
-            if writer.changed:
-                manifest = writer.publish()
-                summary.version, summary.published = manifest.version, True
-            else:
+    backend = open_backend(options.index_dir, collection=options.collection)
+    try:
+        summary = IngestSummary(index_dir=backend.where)
+        for report in problems:
+            _record(summary, report, on_file)
+        with backend.lock():
+            writer = backend.writer(
+                embedding_model=embedder.model_id,
+                dim_of=lambda: embedder.dim,
+                chunk_tokens=options.chunk_tokens,
+                chunk_overlap=options.chunk_overlap,
+            )
+            try:
+                _apply(options, embedder, writer, candidates, summary, on_file)
+                if writer.changed:
+                    manifest = writer.publish()
+                    summary.version, summary.published = manifest.version, True
+                else:
+                    writer.abort()
+                    summary.version = writer.base
+            except BaseException:
                 writer.abort()
-                summary.version = writer.base
-        except BaseException:
-            writer.abort()
-            raise
+                raise
+    finally:
+        backend.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     log.info(
         "ingest.done",
@@ -198,13 +202,13 @@ def _record(summary: IngestSummary, report: FileReport, on_file) -> None:
 def _apply(
     options,
     embedder: Embedder,
-    writer: IndexWriter,
+    writer: Writer,
     candidates: list[_Candidate],
     summary: IngestSummary,
     on_file,
 ) -> None:
-    existing: dict[str, DocumentRow] = {d.path: d for d in writer.store.documents()}
-    skipped = writer.store.skipped()
+    existing: dict[str, DocumentRow] = {d.path: d for d in writer.documents()}
+    skipped = writer.skipped()
     todo: list[_Candidate] = []
     for cand in candidates:
         known_bad = skipped.get(cand.rel)
@@ -274,7 +278,7 @@ def _account_pages(summary: IngestSummary, result: ExtractResult) -> None:
 def _flush(
     batch: _Batch,
     embedder: Embedder,
-    writer: IndexWriter,
+    writer: Writer,
     existing: dict[str, DocumentRow],
     summary: IngestSummary,
     on_file,

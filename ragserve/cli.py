@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 
 from ragserve import __version__
-from ragserve.errors import IngestLocked, RagserveError
+from ragserve.errors import IngestLocked, RagserveError, StoreUnavailable
 from ragserve.ingest import cli as ingest_cli
 from ragserve.ingest.pipeline import CorpusError
 from ragserve.options import SettingError
@@ -32,6 +32,7 @@ EXIT_CODES = (  # the first match decides
     (SettingError, EXIT_USAGE),
     (CorpusError, EXIT_USAGE),
     (IngestLocked, EXIT_LOCKED),
+    (StoreUnavailable, EXIT_USAGE),  # a wrong URL, a database without pgvector
     (RagserveError, EXIT_ERROR),
 )
 
@@ -92,6 +93,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if not model.is_file():
         print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.retrieval.store:
+        # a wrong URL, or a database without pgvector: say so now (exit 2), not as a server
+        # that never gets ready. Migrations are applied here, before any request.
+        from ragserve.retrieval.backend import open_backend
+
+        open_backend(settings.retrieval.store).close()
     # The model loads first, on its own thread, while the web stack imports below.
     from ragserve.engine import EngineLoad
 
@@ -104,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
     print(
         f"ragserve {__version__}: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
         f"model {settings.model_alias or model_id_for(model)}, "
-        f"index {settings.retrieval.index_dir}",
+        f"index {settings.retrieval.where}",
         file=sys.stderr,
         flush=True,
     )

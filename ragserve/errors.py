@@ -111,5 +111,11 @@ class EmbeddingModelMismatch(RagserveError):
         self.configured_model = configured_model
 
 
+class StoreUnavailable(RagserveError):
+    """The configured store (a database) cannot be reached or used: a setting to fix."""
+
+    code = "store_unavailable"
+
+
 class IngestLocked(RagserveError):
     code = "ingest_locked"

@@ -96,6 +96,10 @@ class Option:
     const: Any = True
     repeat: bool = False  # the flag may repeat; the environment variable is comma-separated
     default_text: str | None = None  # how the README shows a computed default
+    secret: bool = False  # a password may be in it: errors never show the value
+
+    def shown(self, value: str) -> str:
+        return "<hidden>" if self.secret else repr(value)
 
     @property
     def env_name(self) -> str:
@@ -123,7 +127,7 @@ def _flag_parser(o: Option) -> Callable[[str], Any]:
         try:
             return o.parse(value)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+            raise argparse.ArgumentTypeError(f"{o.shown(value)}: {exc}") from None
 
     parse.__name__ = getattr(o.parse, "__name__", "value")
     return parse
@@ -151,7 +155,7 @@ def resolve(
         try:
             out[o.field] = boolean(raw) if o.switch else o.parse(raw)
         except ValueError as exc:
-            raise SettingError(f"{o.env_name}={raw!r}: {exc}") from None
+            raise SettingError(f"{o.env_name}={o.shown(raw)}: {exc}") from None
     return out
 
 

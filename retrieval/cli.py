@@ -34,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = retrieval_settings(args)
     retriever = Retriever(
-        settings.index_dir, settings.embedder(queries_only=True), reranker=settings.reranker()
+        settings.location, settings.embedder(queries_only=True), reranker=settings.reranker()
     )
-    hits = retriever.search(args.query, args.top_k, Filters(documents=args.document), args.mode)
+    try:
+        hits = retriever.search(args.query, args.top_k, Filters(documents=args.document), args.mode)
+    finally:
+        retriever.close()
     if args.json:
         sys.stdout.write(msgspec.json.encode(hits).decode() + "\n")
         return 0

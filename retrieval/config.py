@@ -11,17 +11,29 @@ from ragserve.options import Option, add_options, choice, path, resolve, text, w
 
 from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder, pick_device
 from .index import default_index_dir
+from .location import is_postgres, redact
 from .rerank import Reranker
 
 
 class RetrievalSettings(msgspec.Struct, frozen=True):
     index_dir: Path
+    store: str | None = None  # a postgresql:// URL: the library lives in that database
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_device: str = "auto"
     embed_batch_size: int = 64
     rerank_model: str | None = None
     rerank_top_n: int = 20
     rerank_budget_ms: int = 500
+
+    @property
+    def location(self) -> Path | str:
+        """Where the default index lives: the database when `store` is set, else the folder."""
+        return self.store or self.index_dir
+
+    @property
+    def where(self) -> str:
+        """The location for messages: the URL without its password."""
+        return redact(self.store) if self.store else str(self.index_dir)
 
     def embedder(self, *, queries_only: bool = False) -> SentenceTransformerEmbedder:
         """queries_only (the server, `ragserve search`): a small BERT encoder on the CPU runs
@@ -44,6 +56,17 @@ class RetrievalSettings(msgspec.Struct, frozen=True):
         )
 
 
+def store_url(value: str) -> str:
+    if not is_postgres(value.strip()):
+        raise ValueError(
+            "expected a postgresql:// URL (postgresql://user:password@host:5432/dbname); "
+            "leave it unset for the local index folder (--index)"
+        )
+    return value.strip()
+
+
+store_url.__name__ = "URL"
+
 RETRIEVAL_OPTIONS: tuple[Option, ...] = (
     Option(
         "index_dir",
@@ -53,6 +76,17 @@ RETRIEVAL_OPTIONS: tuple[Option, ...] = (
         "index directory",
         env="RAGSERVE_INDEX_DIR",
         default_text="$XDG_DATA_HOME/ragserve/index or ~/.local/share/ragserve/index",
+    ),
+    Option(
+        "store",
+        "--store",
+        store_url,
+        None,
+        "a PostgreSQL database (with pgvector and pg_trgm) that holds the library instead of "
+        "--index, shared by replicas and ingests anywhere: postgresql://user:pass@host/db "
+        "(prefer the environment variable: a password in a flag shows in `ps`)",
+        default_text="none: local files under --index",
+        secret=True,
     ),
     Option(
         "embed_model",

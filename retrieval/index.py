@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -27,7 +27,7 @@ import numpy as np
 
 from ragserve.errors import EmbeddingModelMismatch, IndexCorrupt, IndexNotFound, IngestLocked
 
-from .store import Chunk, ChunkStore, Document
+from .store import Chunk, ChunkStore, Document, DocumentRow, StoredChunk
 from .vectors import VectorIndex
 
 FORMAT_VERSION = 1
@@ -55,6 +55,38 @@ class Manifest(msgspec.Struct, frozen=True):
     chunk_overlap: int
     documents: int
     chunks: int
+
+
+def check_vectors(chunks: Sequence[Chunk], vectors: np.ndarray, dim: int) -> None:
+    """A document's vectors: one per chunk, of the index's dimension (any backend)."""
+    if len(chunks) != len(vectors) or (len(vectors) and vectors.shape[1] != dim):
+        raise IndexCorrupt(
+            f"{len(vectors)} vectors of shape {vectors.shape} for "
+            f"{len(chunks)} chunks; the index holds dimension {dim}"
+        )
+
+
+def new_manifest(
+    name: str,
+    *,
+    embedding_model: str,
+    dim: int,
+    chunk_tokens: int,
+    chunk_overlap: int,
+    documents: int,
+    chunks: int,
+) -> Manifest:
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        version=name,
+        created_at=time.time(),
+        embedding_model=embedding_model,
+        dim=dim,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        documents=documents,
+        chunks=chunks,
+    )
 
 
 def current_version(index_dir: Path) -> str | None:
@@ -92,12 +124,13 @@ class IndexVersion:
         self._lock = threading.Lock()
 
     def acquire(self) -> IndexVersion:
-        """Mark a search as using this version (a retired one stays open until released)."""
+        """Mark a search as using this version (a retired one stays open until released);
+        the version is its own reader: its files never change."""
         with self._lock:
             self._users += 1
         return self
 
-    def release(self) -> None:
+    def release(self, reader: object = None) -> None:
         with self._lock:
             self._users -= 1
             last = self._retired and self._users == 0
@@ -123,6 +156,38 @@ class IndexVersion:
 
     def close(self) -> None:
         self.store.close()
+
+    # -- the Reader protocol (backend.py) ------------------------------------------------
+    def dense(
+        self, vector: np.ndarray, k: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        return self.vectors.search(vector, k, allowed)
+
+    def similarity(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
+        return self.vectors.similarity(vector, ids)
+
+    def keyword(
+        self, query: str, limit: int, allowed: set[int] | None = None
+    ) -> list[tuple[int, float]]:
+        return self.store.keyword_search(query, limit, allowed)
+
+    def phrase_documents(self, phrase: str, limit: int) -> dict[int, int]:
+        return self.store.phrase_documents(phrase, limit)
+
+    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
+        return self.store.chunks(ids)
+
+    def chunk_ids_for_documents(self, patterns: Sequence[str]) -> set[int]:
+        return self.store.chunk_ids_for_documents(patterns)
+
+    def documents(self) -> list[DocumentRow]:
+        return self.store.documents()
+
+    def document(self, path: str) -> DocumentRow | None:
+        return self.store.document(path)
+
+    def document_by_hash(self, prefix: str) -> DocumentRow | None:
+        return self.store.document_by_hash(prefix)
 
 
 @contextlib.contextmanager
@@ -198,17 +263,19 @@ class IndexWriter:
         for entry in versions.glob("*.tmp"):
             shutil.rmtree(entry, ignore_errors=True)
 
+    def documents(self) -> list[DocumentRow]:
+        return self.store.documents()
+
+    def skipped(self) -> dict[str, tuple[int, int, str, str]]:
+        return self.store.skipped()
+
     def remove_document(self, path: str) -> None:
         ids = self.store.remove_document(path)
         self.vectors.remove(ids)
         self.changed = True
 
     def add_document(self, doc: Document, chunks: list[Chunk], vectors: np.ndarray) -> None:
-        if len(chunks) != len(vectors) or (len(vectors) and vectors.shape[1] != self.dim):
-            raise IndexCorrupt(
-                f"{len(vectors)} vectors of shape {vectors.shape} for "
-                f"{len(chunks)} chunks; the index holds dimension {self.dim}"
-            )
+        check_vectors(chunks, vectors, self.dim)
         ids = self.store.add_document(doc, chunks, time.time())
         self.vectors.add(ids, vectors)
         self.changed = True
@@ -228,10 +295,8 @@ class IndexWriter:
     def publish(self) -> Manifest:
         """Write the version to disk and make it current, atomically."""
         docs = self.store.documents()
-        manifest = Manifest(
-            format_version=FORMAT_VERSION,
-            version=self.name,
-            created_at=time.time(),
+        manifest = new_manifest(
+            self.name,
             embedding_model=self.embedding_model,
             dim=self.dim,
             chunk_tokens=self.chunk_tokens,

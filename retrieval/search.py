@@ -15,9 +15,9 @@ import structlog
 
 from ragserve.errors import EmbeddingModelMismatch, IndexNotFound, InvalidRequest
 
+from .backend import Backend, Reader, Version, open_backend
 from .embedder import Embedder
 from .fusion import IDENTIFIER_DOCS, fuse, identifiers
-from .index import IndexVersion, current_version
 from .rerank import Reranker
 from .store import DocumentRow
 
@@ -126,23 +126,30 @@ class Retriever:
 
     def __init__(
         self,
-        index_dir: Path,
+        location: Path | str | Backend,
         embedder: Embedder,
         *,
         check_interval_s: float = 1.0,
         reranker: Reranker | None = None,
     ):
-        self.index_dir = index_dir
+        """`location`: an index folder, a `postgresql://` URL or an open backend."""
+        self.backend = open_backend(location)
+        self._owns_backend = self.backend is not location
         self.embedder = embedder
         self.reranker = reranker
         self.check_interval_s = check_interval_s
         self._lock = threading.Lock()
-        self._version: IndexVersion | None = None
+        self._version: Version | None = None
         self._checked_at = 0.0
-        self.refresh(force=True)
+        try:
+            self.refresh(force=True)
+        except BaseException:
+            if self._owns_backend:
+                self.backend.close()
+            raise
 
     @property
-    def version(self) -> IndexVersion:
+    def version(self) -> Version:
         self.refresh()
         assert self._version is not None
         return self._version
@@ -153,15 +160,15 @@ class Retriever:
         if not force and now - self._checked_at < self.check_interval_s:
             return False
         self._checked_at = now
-        name = current_version(self.index_dir)
+        name = self.backend.current()
         if self._version is not None and name == self._version.name:
             return False
         with self._lock:
             if self._version is not None and name == self._version.name:
                 return False
-            version = IndexVersion.open_current(self.index_dir)
+            version = self.backend.open()
             if version.manifest.embedding_model != self.embedder.model_id:
-                version.close()
+                version.retire()
                 raise EmbeddingModelMismatch(
                     version.manifest.embedding_model, self.embedder.model_id
                 )
@@ -195,14 +202,16 @@ class Retriever:
             return self._search(version, query, top_k, filters, mode, started, rerank)
 
     @contextmanager
-    def _using(self) -> Iterator[IndexVersion]:
-        """The current version, held (not closed by a switch) until the block ends."""
+    def _using(self) -> Iterator[Reader]:
+        """A reader on the current version, held (not closed by a switch) until the block
+        ends."""
         with self._lock:  # no retire() between reading the version and acquiring it
-            version = self._current().acquire()
+            version = self._current()
+            reader = version.acquire()
         try:
-            yield version
+            yield reader
         finally:
-            version.release()
+            version.release(reader)
 
     def close(self) -> None:
         """Let go of the current version (closed when its last search ends)."""
@@ -210,15 +219,17 @@ class Retriever:
             version, self._version = self._version, None
         if version is not None:
             version.retire()
+        if self._owns_backend:
+            self.backend.close()
 
     def documents(self, paths: Iterable[str]) -> dict[str, DocumentRow]:
         """The current version's rows for these document paths (those it holds)."""
         with self._using() as version:
-            return {p: row for p in set(paths) if (row := version.store.document(p)) is not None}
+            return {p: row for p in set(paths) if (row := version.document(p)) is not None}
 
     def documents_all(self) -> list[DocumentRow]:
         with self._using() as version:
-            return version.store.documents()
+            return version.documents()
 
     def document_by_file_id(self, file_id: str) -> DocumentRow | None:
         """The document whose content `file_id` names (see `file_id`), if indexed."""
@@ -227,11 +238,11 @@ class Retriever:
             return None
         self.refresh()
         with self._using() as version:
-            return version.store.document_by_hash(digest)
+            return version.document_by_hash(digest)
 
     @staticmethod
     def _fuse(
-        version: IndexVersion,
+        version: Reader,
         query: str,
         vector: np.ndarray,
         dense: list[tuple[int, float]],
@@ -242,38 +253,38 @@ class Retriever:
         depth = len(dense)
         decisive: set[int] = set()
         for token in identifiers(query):
-            found = version.store.phrase_documents(token, limit=200)
+            found = version.phrase_documents(token, limit=200)
             if allowed is not None:
                 found = {c: d for c, d in found.items() if c in allowed}
             if 0 < len(set(found.values())) <= IDENTIFIER_DOCS:
                 decisive.update(found)
         pool = {i for i, _ in dense} | {i for i, _ in keyword[:depth]} | decisive
         dense_all = dict(dense)
-        dense_all.update(version.vectors.similarity(vector, sorted(pool - dense_all.keys())))
+        dense_all.update(version.similarity(vector, sorted(pool - dense_all.keys())))
         keyword_all = dict(keyword)
         # not in the deep list: no term matched (0), or ranked below it (at most its last)
         floor = keyword[-1][1] if len(keyword) >= KEYWORD_POOL else 0.0
         return fuse(dense_all, {i: keyword_all.get(i, floor) for i in pool}, decisive)
 
     def _rerank(
-        self, version: IndexVersion, query: str, ranked: list[tuple[int, float]]
+        self, version: Reader, query: str, ranked: list[tuple[int, float]]
     ) -> list[tuple[int, float]]:
         assert self.reranker is not None
         head = ranked[: self.reranker.top_n]
-        texts = version.store.chunks(i for i, _ in head)
+        texts = version.chunks(i for i, _ in head)
         pairs = [(i, texts[i].text) for i, _ in head if i in texts]
         order = self.reranker.rerank(query, pairs)
         score = dict(ranked)
         return [(i, score[i]) for i in order] + ranked[len(head) :]
 
-    def _current(self) -> IndexVersion:
+    def _current(self) -> Version:
         if self._version is None:
-            raise IndexNotFound(f"no index at {self.index_dir}")
+            raise IndexNotFound(f"no index at {self.backend.where}")
         return self._version
 
     def _search(
         self,
-        version: IndexVersion,
+        version: Reader,
         query: str,
         top_k: int,
         filters: Filters | None,
@@ -283,7 +294,7 @@ class Retriever:
     ) -> list[Hit]:
         allowed = None
         if filters is not None and filters.documents:
-            allowed = version.store.chunk_ids_for_documents(filters.documents)
+            allowed = version.chunk_ids_for_documents(filters.documents)
             if not allowed:
                 return []
         depth = max(top_k * 4, 20)  # each list is fused from deeper than what is returned
@@ -291,12 +302,10 @@ class Retriever:
         keyword: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
             vector = self.embedder.embed_queries([query])[0]
-            dense = version.vectors.search(vector, depth, allowed)
+            dense = version.dense(vector, depth, allowed)
         if mode in ("hybrid", "keyword"):
             # hybrid scores dense candidates too: one deeper query instead of a second one
-            keyword = version.store.keyword_search(
-                query, KEYWORD_POOL if mode == "hybrid" else depth, allowed
-            )
+            keyword = version.keyword(query, KEYWORD_POOL if mode == "hybrid" else depth, allowed)
         if mode == "hybrid":
             ranked = self._fuse(version, query, vector, dense, keyword, allowed)
         else:
@@ -304,7 +313,7 @@ class Retriever:
         if self.reranker is not None and rerank is not False and ranked:
             ranked = self._rerank(version, query, ranked)
         ranked = ranked[:top_k]
-        chunks = version.store.chunks(i for i, _ in ranked)
+        chunks = version.chunks(i for i, _ in ranked)
         hits = [
             Hit(
                 chunk_id=i,

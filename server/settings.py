@@ -187,6 +187,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "accepted API keys (comma-separated or repeated)",
         env="RAGSERVE_API_KEYS",
         repeat=True,
+        secret=True,
         default_text="none: no auth",
     ),
     Option(

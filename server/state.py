@@ -84,7 +84,7 @@ class AppState:
             self._embedder = embedder
             if self._retriever is None:
                 retriever = Retriever(
-                    s.retrieval.index_dir, embedder, reranker=s.retrieval.reranker()
+                    s.retrieval.location, embedder, reranker=s.retrieval.reranker()
                 )
             embedder.dim  # noqa: B018 - load the weights now, not on the first request
         except BaseException as exc:

