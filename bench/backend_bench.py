@@ -148,6 +148,9 @@ def main() -> None:
     ap.add_argument("--url", default=None, help="an existing database (default: a fresh one)")
     args = ap.parse_args()
     from ragserve.retrieval.backend import LocalBackend, open_backend
+    from ragserve.server.logs import configure_logging
+
+    configure_logging("warning", json=False)
 
     rng = np.random.default_rng(0)
     docs, basis = corpus(args.chunks, args.per_doc, args.dim, rng)
