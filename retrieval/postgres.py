@@ -463,35 +463,6 @@ class PostgresVersion:
     def retire(self) -> None:
         pass  # nothing is held between searches
 
-    # the Reader methods on the version itself, each in its own snapshot (tests, tools)
-    def __getattr__(self, name: str) -> Any:
-        if name not in _READER_METHODS:
-            raise AttributeError(name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            reader = self.acquire()
-            try:
-                return getattr(reader, name)(*args, **kwargs)
-            finally:
-                self.release(reader)
-
-        return call
-
-
-_READER_METHODS = frozenset(
-    (
-        "dense",
-        "similarity",
-        "keyword",
-        "phrase_documents",
-        "chunks",
-        "chunk_ids_for_documents",
-        "documents",
-        "document",
-        "document_by_hash",
-    )
-)
-
 
 # -- writing --------------------------------------------------------------------------------
 class PostgresWriter:

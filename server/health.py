@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import MediaType, Response, get
 
 from ragserve import __version__
@@ -46,7 +48,8 @@ async def health() -> Health:
 )
 async def ready(app_state: AppState) -> Readiness:
     engine, retriever = app_state.engine, app_state.retriever  # raise 503 while loading
-    version = retriever.version
+    # a look for a newer version: a query when the index is in PostgreSQL, not on the loop
+    version = await asyncio.to_thread(lambda: retriever.version)
     return Readiness(
         status="ready",
         model=app_state.model_id,
@@ -67,7 +70,11 @@ async def ready(app_state: AppState) -> Readiness:
 )
 async def metrics(app_state: AppState) -> Response[bytes]:
     if app_state.ready:
-        m, manifest = app_state.metrics, app_state.retriever.version.manifest
+        retriever = app_state.retriever
+        m, manifest = (
+            app_state.metrics,
+            (await asyncio.to_thread(lambda: retriever.version)).manifest,
+        )
         stats = app_state.engine.stats()
         m.queue_depth.set(stats.queued)
         m.slots_busy.set(stats.busy)
