@@ -161,7 +161,9 @@ class IndexVersion:
     def dense(
         self, vector: np.ndarray, k: int, allowed: set[int] | None = None
     ) -> list[tuple[int, float]]:
-        return self.vectors.search(vector, k, allowed)
+        # never ask for more than the live chunks: hnswlib counts deleted ones too, and a k it
+        # cannot fill raises (a small store with a replaced file found nothing at all)
+        return self.vectors.search(vector, min(k, self.manifest.chunks), allowed)
 
     def similarity(self, vector: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         return self.vectors.similarity(vector, ids)

@@ -308,3 +308,20 @@ def test_glob_translation():
         rx = glob_regex(pattern)
         assert all(re.fullmatch(rx.strip("^$"), s) for s in yes), (pattern, rx)
         assert not any(re.fullmatch(rx.strip("^$"), s) for s in no), (pattern, rx)
+
+
+def test_a_removed_document_leaves_the_rest_findable_in_a_small_index(location, tmp_path, embedder):
+    """Fewer live chunks than asked for, after a removal: the dense search still answers
+    (hnswlib counts deleted items, and a k it cannot fill raised: nothing was found)."""
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    ingest(location, corpus, embedder)
+    (corpus / "orchid.pdf").unlink()
+    assert ingest(location, corpus, embedder, prune=True).removed == 1
+    retriever = Retriever(location, embedder)
+    try:
+        for mode in ("dense", "hybrid"):
+            found = [h.document for h in retriever.search("Falcon budget", top_k=10, mode=mode)]
+            assert found and found[0] == "contracts/falcon.pdf" and "orchid.pdf" not in found
+    finally:
+        retriever.close()
