@@ -13,9 +13,17 @@ import msgspec
 import numpy as np
 import structlog
 
-from ragserve.retrieval.backend import Writer, open_backend
+from ragserve.retrieval.backend import Backend, Writer, open_backend
 from ragserve.retrieval.embedder import Embedder
-from ragserve.retrieval.store import Chunk, Document, DocumentRow, indexed_text, sha256_file
+from ragserve.retrieval.store import (
+    UPLOAD_SOURCE,
+    Chunk,
+    Document,
+    DocumentRow,
+    indexed_text,
+    is_upload,
+    sha256_file,
+)
 
 from .chunk import chunk_document
 from .extract import ExtractResult
@@ -73,6 +81,21 @@ class _Candidate(msgspec.Struct):
     size: int
     mtime_ns: int
     sha256: str = ""
+    source: str = ""  # what the index records as its origin (default: the path)
+
+
+class Upload(msgspec.Struct, frozen=True):
+    """One uploaded file a vector store holds, as `sync_uploads` brings it into an index."""
+
+    document: str  # its path in the index
+    file_id: str
+    sha256: str
+    size: int
+    created_at: int
+
+
+class IngestCancelled(Exception):
+    """The ingest was asked to stop (the server is shutting down); nothing was published."""
 
 
 class CorpusError(Exception):
@@ -163,12 +186,7 @@ def run_ingest(
             )
             try:
                 _apply(options, embedder, writer, candidates, summary, on_file)
-                if writer.changed:
-                    manifest = writer.publish()
-                    summary.version, summary.published = manifest.version, True
-                else:
-                    writer.abort()
-                    summary.version = writer.base
+                _finish(writer, summary)
             except BaseException:
                 writer.abort()
                 raise
@@ -211,6 +229,11 @@ def _apply(
     skipped = writer.skipped()
     todo: list[_Candidate] = []
     for cand in candidates:
+        taken = existing.get(cand.rel)
+        if taken is not None and is_upload(taken):
+            reason = "an uploaded file (vector store vs_default) holds this path; rename the file"
+            _record(summary, FileReport(cand.rel, "skipped", reason), on_file)
+            continue
         known_bad = skipped.get(cand.rel)
         if known_bad is not None and known_bad[:2] == (cand.size, cand.mtime_ns):
             status: Outcome = "failed" if known_bad[2] == "failed" else "skipped"
@@ -228,35 +251,7 @@ def _apply(
             continue
         todo.append(cand)
 
-    by_path = {str(c.path): c for c in todo}
-    batch = _Batch()
-    progress = _progress(options.progress, len(todo))
-    with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb) as pool:
-        for path, result in pool.imap_unordered(list(by_path)):
-            cand = by_path[path]
-            _account_pages(summary, result)
-            if result.status != "ok":
-                note = " (the previously indexed version is kept)" if cand.rel in existing else ""
-                writer.set_skipped(cand.rel, cand.size, cand.mtime_ns, result.status, result.reason)
-                outcome = cast(Outcome, result.status)
-                _record(summary, FileReport(cand.rel, outcome, result.reason + note), on_file)
-            else:
-                chunks = chunk_document(
-                    result.pages,
-                    embedder.token_spans,
-                    chunk_tokens=options.chunk_tokens,
-                    overlap=options.chunk_overlap,
-                )
-                batch.add(cand, len(result.pages), chunks)
-                if batch.size >= options.embed_batch_chunks:
-                    _flush(batch, embedder, writer, existing, summary, on_file)
-                    batch = _Batch()
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(pages=summary.pages + summary.empty_pages, refresh=False)
-        _flush(batch, embedder, writer, existing, summary, on_file)
-    if progress is not None:
-        progress.close()
+    _extract(options, embedder, writer, todo, existing, summary, on_file)
 
     if options.prune:
         present = {c.rel for c in candidates}
@@ -264,9 +259,141 @@ def _apply(
             if path not in present:
                 writer.clear_skipped(path)
         for doc in existing.values():
+            if is_upload(doc):
+                continue  # the vector store's, not the corpus folder's
             if doc.path not in present and not Path(doc.source).exists():
                 writer.remove_document(doc.path)
                 _record(summary, FileReport(doc.path, "removed", "file is gone"), on_file)
+
+
+def _extract(
+    options,
+    embedder: Embedder,
+    writer: Writer,
+    todo: list[_Candidate],
+    existing: dict[str, DocumentRow],
+    summary: IngestSummary,
+    on_file,
+    cancelled: Callable[[], bool] | None = None,
+) -> None:
+    """Extract, chunk and embed the files in worker processes, adding each document to
+    the writer (a file that fails is recorded as skipped, its old version kept).
+    `cancelled()` is asked after every file: True stops with IngestCancelled."""
+    by_path: dict[str, list[_Candidate]] = {}
+    for cand in todo:  # uploads of the same bytes share one file
+        by_path.setdefault(str(cand.path), []).append(cand)
+    batch = _Batch()
+    progress = _progress(options.progress, len(todo))
+    with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb) as pool:
+        for path, result in pool.imap_unordered(list(by_path)):
+            if cancelled is not None and cancelled():
+                raise IngestCancelled("the ingest was stopped before it finished")
+            _account_pages(summary, result)
+            chunks: list[Chunk] = []
+            if result.status == "ok":
+                chunks = chunk_document(
+                    result.pages,
+                    embedder.token_spans,
+                    chunk_tokens=options.chunk_tokens,
+                    overlap=options.chunk_overlap,
+                )
+            for cand in by_path[path]:
+                if result.status != "ok":
+                    kept = cand.rel in existing
+                    note = " (the previously indexed version is kept)" if kept else ""
+                    writer.set_skipped(
+                        cand.rel, cand.size, cand.mtime_ns, result.status, result.reason
+                    )
+                    outcome = cast(Outcome, result.status)
+                    _record(summary, FileReport(cand.rel, outcome, result.reason + note), on_file)
+                else:
+                    batch.add(cand, len(result.pages), chunks)
+                if batch.size >= options.embed_batch_chunks:
+                    _flush(batch, embedder, writer, existing, summary, on_file)
+                    batch = _Batch()
+                if progress is not None:
+                    progress.update(1)
+            if progress is not None:
+                progress.set_postfix(pages=summary.pages + summary.empty_pages, refresh=False)
+        if cancelled is not None and cancelled():
+            raise IngestCancelled("the ingest was stopped before it finished")
+        _flush(batch, embedder, writer, existing, summary, on_file)
+    if progress is not None:
+        progress.close()
+
+
+def sync_uploads(
+    backend: Backend,
+    embedder: Embedder,
+    uploads: list[Upload],
+    locate: Callable[[str], Path | None],
+    options: IngestOptions,
+    *,
+    shared: bool = False,
+    on_file: Callable[[FileReport], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> IngestSummary:
+    """Make the index hold exactly these uploads (a vector store's files): add the new and
+    changed ones (their bytes found by `locate(sha256)`), remove uploads no longer listed.
+    `shared`: the CLI's index, whose own documents are kept (else every document is the
+    store's). One version is published, or none; the caller holds `backend.lock()`."""
+
+    def owned(doc: DocumentRow) -> bool:
+        return is_upload(doc) or not shared
+
+    started = time.perf_counter()
+    summary = IngestSummary(index_dir=backend.where)
+    writer = backend.writer(
+        embedding_model=embedder.model_id,
+        dim_of=lambda: embedder.dim,
+        chunk_tokens=options.chunk_tokens,
+        chunk_overlap=options.chunk_overlap,
+    )
+    try:
+        existing = {d.path: d for d in writer.documents()}
+        wanted = {u.document: u for u in uploads}
+        for doc in existing.values():
+            if owned(doc) and doc.path not in wanted:
+                writer.remove_document(doc.path)
+                _record(summary, FileReport(doc.path, "removed", "detached"), on_file)
+        todo: list[_Candidate] = []
+        for u in uploads:
+            old = existing.get(u.document)
+            source = UPLOAD_SOURCE + u.file_id
+            if old is not None and not owned(old):
+                reason = "a document of the server's corpus has this path; rename the file"
+                _record(summary, FileReport(u.document, "failed", reason), on_file)
+                continue
+            if old is not None and old.sha256 == u.sha256:
+                if old.source != source:
+                    writer.touch_document(u.document, source, old.mtime_ns)
+                _record(summary, FileReport(u.document, "unchanged"), on_file)
+                continue
+            path = locate(u.sha256)
+            if path is None:
+                _record(summary, FileReport(u.document, "failed", "its bytes are gone"), on_file)
+                continue
+            mtime_ns = u.created_at * 1_000_000_000
+            todo.append(_Candidate(u.document, path, u.size, mtime_ns, u.sha256, source))
+        _extract(options, embedder, writer, todo, existing, summary, on_file, cancelled)
+        if cancelled is not None and cancelled():
+            raise IngestCancelled("the ingest was stopped before it finished")
+        _finish(writer, summary)
+    except BaseException:
+        writer.abort()
+        raise
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _finish(writer: Writer, summary: IngestSummary) -> None:
+    """Publish what changed as the next version; with no change, let the writer go."""
+    if writer.changed:
+        manifest = writer.publish()
+        summary.version, summary.published = manifest.version, True
+    else:
+        writer.abort()
+        summary.version = writer.base
 
 
 def _account_pages(summary: IngestSummary, result: ExtractResult) -> None:
@@ -292,7 +419,8 @@ def _flush(
         if cand.rel in existing:
             writer.remove_document(cand.rel)
         writer.clear_skipped(cand.rel)
-        doc = Document(cand.rel, str(cand.path), cand.sha256, cand.size, cand.mtime_ns, pages)
+        source = cand.source or str(cand.path)
+        doc = Document(cand.rel, source, cand.sha256, cand.size, cand.mtime_ns, pages)
         writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
         offset += len(chunks)
         _record(summary, FileReport(cand.rel, "ingested", pages=pages, chunks=len(chunks)), on_file)

@@ -16,6 +16,7 @@ path. Both pass the same contract tests (tests/retrieval/test_backends.py).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -120,6 +121,10 @@ class Backend(Protocol):
         dimension, asked only when the index is new (so the model loads only then)."""
         ...
 
+    def drop(self) -> None:
+        """Delete the index, every version of it (a deleted vector store)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -149,6 +154,9 @@ class LocalBackend:
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
+
+    def drop(self) -> None:
+        shutil.rmtree(self.index_dir, ignore_errors=True)
 
     def close(self) -> None:
         pass

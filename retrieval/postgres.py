@@ -122,6 +122,79 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (index_id, path)
     );
     """,
+    # 2: the library around the indexes (server/catalog_pg.py, server/responses/store.py):
+    # uploads and their bytes, vector stores and their files, signing secrets, responses
+    """
+    CREATE TABLE rs_blobs (
+        sha256 text PRIMARY KEY,
+        bytes bigint NOT NULL
+    );
+    CREATE TABLE rs_blob_parts (
+        sha256 text NOT NULL REFERENCES rs_blobs(sha256) ON DELETE CASCADE,
+        seq integer NOT NULL,
+        data bytea NOT NULL,
+        PRIMARY KEY (sha256, seq)
+    );
+    CREATE TABLE rs_files (
+        id text PRIMARY KEY,
+        sha256 text NOT NULL REFERENCES rs_blobs(sha256),
+        filename text NOT NULL,
+        bytes bigint NOT NULL,
+        purpose text NOT NULL,
+        created_at bigint NOT NULL
+    );
+    CREATE INDEX rs_files_sha256 ON rs_files (sha256);
+    CREATE TABLE rs_file_owners (
+        file_id text NOT NULL REFERENCES rs_files(id) ON DELETE CASCADE,
+        owner text NOT NULL,
+        PRIMARY KEY (file_id, owner)
+    );
+    CREATE TABLE rs_stores (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        metadata jsonb NOT NULL,
+        created_at bigint NOT NULL,
+        owner text
+    );
+    CREATE TABLE rs_store_files (
+        store_id text NOT NULL REFERENCES rs_stores(id) ON DELETE CASCADE,
+        file_id text NOT NULL REFERENCES rs_files(id) ON DELETE CASCADE,
+        status text NOT NULL,
+        last_error jsonb,
+        attributes jsonb NOT NULL,
+        created_at bigint NOT NULL,
+        document text NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        PRIMARY KEY (store_id, file_id)
+    );
+    CREATE INDEX rs_store_files_file ON rs_store_files (file_id);
+    CREATE INDEX rs_store_files_pending ON rs_store_files (store_id) WHERE status = 'in_progress';
+    CREATE TABLE rs_batches (
+        id text PRIMARY KEY,
+        store_id text NOT NULL REFERENCES rs_stores(id) ON DELETE CASCADE,
+        file_ids jsonb NOT NULL,
+        created_at bigint NOT NULL
+    );
+    CREATE TABLE rs_secrets (
+        name text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    CREATE TABLE rs_responses (
+        id text PRIMARY KEY,
+        created_at bigint NOT NULL,
+        body bytea NOT NULL,
+        history bytea NOT NULL,
+        owner text
+    );
+    CREATE INDEX rs_responses_created ON rs_responses (created_at);
+    CREATE TABLE rs_response_items (
+        response_id text NOT NULL REFERENCES rs_responses(id) ON DELETE CASCADE,
+        position integer NOT NULL,
+        id text NOT NULL,
+        body bytea NOT NULL,
+        PRIMARY KEY (response_id, position)
+    );
+    """,
 )
 
 _MIGRATE_LOCK = 0x7261677365727665  # 'ragserve'
@@ -194,6 +267,18 @@ class _Pools:
 POOLS = _Pools()
 
 
+@contextlib.contextmanager
+def pooled(pool: Any, url: str) -> Iterator[Any]:
+    """A connection of `pool` (autocommit; use `conn.transaction()`), with connection
+    failures raised as StoreUnavailable."""
+    psycopg, psycopg_pool = _import_psycopg()
+    try:
+        with pool.connection(timeout=30) as conn:
+            yield conn
+    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+        raise _connect_error(url, exc) from None
+
+
 def _import_psycopg():
     try:
         import psycopg
@@ -203,6 +288,12 @@ def _import_psycopg():
             "a postgresql:// store needs psycopg and psycopg_pool: pip install 'ragserve[postgres]'"
         ) from None
     return psycopg, psycopg_pool
+
+
+def foreign_key_violation() -> type[Exception]:
+    """psycopg's error for a row that references one that is gone."""
+    psycopg, _ = _import_psycopg()
+    return psycopg.errors.ForeignKeyViolation
 
 
 def _connect_error(url: str, exc: Exception) -> StoreUnavailable:
@@ -695,14 +786,8 @@ class PostgresBackend:
             raise IndexNotFound(f"no index {self.collection!r} in {redact(self.url)}")
         return PostgresVersion(self, number, manifest)
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[Any]:
-        psycopg, psycopg_pool = _import_psycopg()
-        try:
-            with self._pool.connection(timeout=30) as conn:
-                yield conn
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            raise _connect_error(self.url, exc) from None
+    def _connection(self) -> contextlib.AbstractContextManager[Any]:
+        return pooled(self._pool, self.url)
 
     def _reader(self) -> PostgresReader:
         psycopg, psycopg_pool = _import_psycopg()
@@ -761,6 +846,11 @@ class PostgresBackend:
             chunk_tokens=chunk_tokens,
             chunk_overlap=chunk_overlap,
         )
+
+    def drop(self) -> None:
+        """Delete the index and everything in it (a deleted vector store)."""
+        with self._connection() as conn:
+            conn.execute("DELETE FROM rs_indexes WHERE name = %s", (self.collection,))
 
     def close(self) -> None:
         if not self._closed:

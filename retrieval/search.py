@@ -19,7 +19,7 @@ from .backend import Backend, Reader, Version, open_backend
 from .embedder import Embedder
 from .fusion import IDENTIFIER_DOCS, fuse, identifiers
 from .rerank import Reranker
-from .store import DocumentRow
+from .store import UPLOAD_SOURCE, DocumentRow, is_upload
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +58,14 @@ def file_id(sha256: str) -> str:
     """A document's id in the Files API: named by its content, so it never points at
     other bytes, and the same across index versions."""
     return FILE_ID_PREFIX + sha256[:FILE_ID_HEX]
+
+
+def document_file_id(row: DocumentRow) -> str:
+    """The Files API id of an indexed document: the upload's own id, or for a document of
+    the corpus folder its content id."""
+    if is_upload(row):
+        return row.source[len(UPLOAD_SOURCE) :]
+    return file_id(row.sha256)
 
 
 def page_label(start: int, end: int, *, short: bool = True) -> str:

@@ -265,3 +265,11 @@ def document_title(path: str) -> str:
 def indexed_text(path: str, text: str) -> str:
     """What is embedded and keyword-indexed for a chunk: its document's title, then its text."""
     return document_title(path) + "\n" + text
+
+
+UPLOAD_SOURCE = "upload:"  # a document's source when it came from an upload: upload:<file id>
+
+
+def is_upload(doc: DocumentRow) -> bool:
+    """Whether a vector store's upload put this document in the index (not the CLI)."""
+    return doc.source.startswith(UPLOAD_SOURCE)

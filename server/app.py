@@ -61,6 +61,7 @@ class RagserveApp:
     def __init__(self, litestar: Litestar, state: AppState) -> None:
         self.litestar = litestar
         self.state = state
+        self.library: Any = None  # set by create_app
         s = state.settings
         routes = [(r.path, r.methods) for r in litestar.routes if hasattr(r, "methods")]
         inner: Any = AuthMiddleware(
@@ -103,10 +104,8 @@ def create_app(
     state.store_names = library.store_names
     state.policy.lookup = library.store_lookup
 
-    def on_shutdown() -> None:
-        responses.close()
-        library.close()
-        state.close()
+    state.on_ready.append(library.resume)
+    state.on_close += [library.close, responses.close]
 
     litestar = Litestar(
         route_handlers=[
@@ -141,7 +140,7 @@ def create_app(
         exception_handlers={Exception: handle_exception},
         guards=[state.policy.guard],
         on_startup=[state.start_loading],
-        on_shutdown=[on_shutdown],
+        on_shutdown=[state.close],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="ragserve",
@@ -157,4 +156,6 @@ def create_app(
         logging_config=None,
         debug=False,
     )
-    return RagserveApp(litestar, state)
+    app = RagserveApp(litestar, state)
+    app.library = library  # for tests and tools: the documents API's objects
+    return app

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Literal
@@ -23,7 +21,6 @@ import structlog
 from .protocol import Annotation, Source, UrlCitation
 
 log = structlog.get_logger(__name__)
-SECRET_FILE = ".ragserve-citation-key"
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 Verdict = Literal["ok", "expired", "invalid"]
 
@@ -52,27 +49,23 @@ class UrlSigner:
         return "ok" if (now if now is not None else time.time()) < expires else "expired"
 
 
-def load_secret(configured: str | None, data_dir: Path) -> bytes:
-    """The configured secret, else the one kept in `data_dir` (created on first use), else
-    (a read-only data directory) one for this process only."""
+def load_secret(configured: str | None, data_dir: Path, store: str | None = None) -> bytes:
+    """The configured secret, else the library's (its catalog's): in its database when
+    `store` is a `postgresql://` URL, so a link signed by one replica opens on every other,
+    else kept in `data_dir` (see catalog/local.py)."""
     if configured:
         return configured.encode()
-    path = data_dir / SECRET_FILE
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
-        pass
-    secret = secrets.token_bytes(32)
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret.hex())
-    except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())  # another process was first
-    except OSError as exc:
-        log.warning("citations.secret_not_saved", path=str(path), error=exc.strerror)
-    return secret
+    if store:
+        from .catalog import open_catalog
+
+        catalog = open_catalog(store, data_dir)
+        try:
+            return catalog.secret()
+        finally:
+            catalog.close()
+    from .catalog.local import file_secret
+
+    return file_secret(data_dir)
 
 
 def content_url(base_url: str, file_id: str, page: int, signer: UrlSigner | None) -> str:

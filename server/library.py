@@ -7,7 +7,7 @@ from functools import cached_property
 
 from .access.keys import LOCAL, Principal
 from .access.visible import Visibility
-from .catalog import Catalog
+from .catalog import Catalog, open_catalog
 from .files.service import FileService
 from .state import AppState
 from .vector_stores.api import StoreApi
@@ -20,7 +20,8 @@ class Library:
 
     @cached_property
     def catalog(self) -> Catalog:
-        return Catalog(self.state.settings.data)
+        s = self.state.settings
+        return open_catalog(s.retrieval.store, s.data)
 
     @cached_property
     def stores(self) -> VectorStores:
@@ -39,7 +40,18 @@ class Library:
         return Visibility(self.catalog)
 
     def _exists(self) -> bool:
-        return "catalog" in self.__dict__ or (self.state.settings.data / "library.sqlite").exists()
+        s = self.state.settings
+        return (
+            "catalog" in self.__dict__
+            or s.retrieval.store is not None  # a database: shared, maybe filled elsewhere
+            or (s.data / "library.sqlite").exists()
+        )
+
+    def resume(self) -> None:
+        """Once the server is loaded: start the ingest runner of a library that exists, so
+        attaches a stopped process left in progress are taken up again."""
+        if self._exists():
+            self.stores  # noqa: B018 - starts the runner, which sweeps
 
     def store_lookup(self, sid: str) -> tuple[str, str | None] | None:
         """A store's name and owner, for the access policy (None: no such store)."""
@@ -55,5 +67,7 @@ class Library:
         return [(r.id, r.name) for r in self.visible.stores(principal) if r.id != DEFAULT_STORE]
 
     def close(self) -> None:
+        if "stores" in self.__dict__:
+            self.stores.close()
         if "catalog" in self.__dict__:
             self.catalog.close()

@@ -53,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True):
     rag_top_k: int = 5
     append_sources: bool = True
     max_upload_mb: int = 100
+    attach_concurrency: int = 1  # vector-store ingests running at once, all stores together
+    attach_workers: int = 2  # extraction processes per running vector-store ingest
     data_dir: Path | None = None  # None: the index's parent directory
     public_url: str | None = None  # None: the scheme and Host the request came with
     citation_secret: str | None = None  # None: generated once, kept beside the index
@@ -258,11 +260,26 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     ),
     Option("max_upload_mb", "--max-upload-mb", whole(1, 4096), 100, "largest PDF upload, in MB"),
     Option(
+        "attach_concurrency",
+        "--attach-concurrency",
+        whole(1, 64),
+        1,
+        "vector stores whose attached files are ingested at once (the others wait their turn)",
+    ),
+    Option(
+        "attach_workers",
+        "--attach-workers",
+        whole(1, 64),
+        2,
+        "PDF extraction processes for each of those ingests",
+    ),
+    Option(
         "data_dir",
         "--data-dir",
         path,
         None,
-        "where uploads, vector stores and the citation key are kept",
+        "where uploads, vector stores and the citation key are kept (with --store: only a "
+        "cache of the database's PDFs)",
         default_text="the index's parent directory",
     ),
     Option(
@@ -279,7 +296,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         text,
         None,
         "key that signs citation links when API keys are on",
-        default_text="generated once, kept in the index's parent directory",
+        default_text="generated once, kept in the data directory (with --store: the database)",
     ),
     Option(
         "citation_ttl",

@@ -56,15 +56,22 @@ class AppState:
         self.store_names: Callable[..., list[tuple[str, str]]] = lambda principal=None: []
         # citation links carry a signature only when keys guard the files
         self.signer: UrlSigner | None = None
+        # the app's parts that start once loaded and stop with it (one lifecycle, whichever
+        # front runs the app: Litestar's hooks or BootApp's)
+        self.on_ready: list[Callable[[], None]] = []
+        self.on_close: list[Callable[[], None]] = []
         self.keys = KeyRing(settings.api_keys, settings.api_key_file)
         self.policy = Policy()
         if self.keys.enabled or settings.trusted_proxies:
-            secret = load_secret(settings.citation_secret, settings.data)
+            secret = load_secret(settings.citation_secret, settings.data, settings.retrieval.store)
             self.signer = UrlSigner(secret, settings.citation_ttl)
 
     # -- loading ------------------------------------------------------------------------
     def start_loading(self) -> None:
         self.keys.start()
+        if self.ready and self._loader is None:  # built with its engine and retriever
+            self._loader = threading.Thread(target=self._ready_hooks, name="ready", daemon=True)
+            self._loader.start()
         if self.ready or self._loader is not None:
             return
         self._loader = threading.Thread(target=self._load, name="loader", daemon=True)
@@ -101,6 +108,7 @@ class AppState:
                 self._retriever = retriever
             self._watch(self._engine)
             log.info("server.ready", seconds=round(time.time() - self.started_at, 2))
+            self._ready_hooks()
         except Exception as exc:
             if self._engine is not None and self._owns_engine:
                 self._engine.close()
@@ -108,7 +116,20 @@ class AppState:
             self.load_error = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
             log.exception("server.load_failed", error=self.load_error)
 
+    def _ready_hooks(self) -> None:
+        for hook in self.on_ready:
+            try:
+                hook()
+            except Exception:
+                log.exception("server.ready_hook_failed", hook=getattr(hook, "__qualname__", "?"))
+
     def close(self) -> None:
+        closers, self.on_close = self.on_close, []
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:
+                log.exception("server.close_failed", part=getattr(close, "__qualname__", "?"))
         self.keys.close()
         engine = self._engine
         if engine is not None and self._observe in engine.listeners:

@@ -42,3 +42,37 @@ async def generate_text(engine, tokens: list[int], **params):
     from ragserve.server.generation import collect
 
     return await collect(engine.generate(GenerationRequest(tokens, SamplingParams(**params))))
+
+
+def children(pid: int) -> set[int]:
+    """The processes `pid` started (from /proc: no psutil needed)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def extractors(pid: int) -> set[int]:
+    """`pid`'s extraction workers (spawned multiprocessing children)."""
+    found = set()
+    for child in children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            found.add(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -13,7 +13,7 @@ import msgspec
 import structlog
 
 from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta, ToolFormat
-from ragserve.retrieval.search import Filters, Hit, Mode, file_id, merge_places
+from ragserve.retrieval.search import Filters, Hit, Mode, document_file_id, merge_places
 
 from .. import rag
 from ..access.keys import LOCAL, Principal
@@ -243,7 +243,7 @@ class ChatService:
         out = []
         for s in sources:
             row = rows.get(s.document)
-            fid = ids.get(s.document) or (file_id(row.sha256) if row else None)
+            fid = ids.get(s.document) or (document_file_id(row) if row else None)
             if fid is None:
                 out.append(s)
                 continue

@@ -1,5 +1,6 @@
-"""The library's PDFs as OpenAI files: uploads (kept by content hash) and the documents of
-the server's own index; described, listed, served for citations, deleted."""
+"""The library's PDFs as OpenAI files: uploads (each its own file object, the bytes shared
+underneath) and the documents of the server's own index; described, listed, served for
+citations, deleted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import IO
 
 from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady, PermissionDenied
 from ragserve.retrieval.search import file_id
-from ragserve.retrieval.store import DocumentRow, sha256_file
+from ragserve.retrieval.store import DocumentRow, is_upload, sha256_file
 
 from ..access.keys import LOCAL, Principal
 from ..access.visible import DEFAULT_STORE, Visibility
@@ -75,9 +76,10 @@ class FileService:
 
     def _document(self, fid: str) -> DocumentRow | None:
         try:
-            return self.state.retriever.document_by_file_id(fid)
+            row = self.state.retriever.document_by_file_id(fid)
         except NotReady:  # no index yet (or still loading): only uploads exist
             return None
+        return None if row is None or is_upload(row) else row  # uploads: by their own id
 
     def _check(self, fid: str, principal: Principal) -> None:
         """404 for a file the caller may not see, as for one that does not exist."""
@@ -95,6 +97,8 @@ class FileService:
             except NotReady:
                 rows = []
         for row in sorted(rows, key=lambda r: r.path):
+            if is_upload(row):
+                continue  # listed above, by the upload's id
             data.setdefault(file_id(row.sha256), from_document(row))
         items = list(data.values())
         return FileList(
@@ -145,8 +149,11 @@ class FileService:
         if principal.link_file is None:  # a signed link was minted for a readable file
             self._check(fid, principal)
         record = self.catalog.file(fid)
-        if record is not None and self.catalog.blob(record.sha256).is_file():
-            return self.catalog.blob(record.sha256), record.filename
+        if record is not None:
+            blob = self.catalog.blob_path(record.sha256)
+            if blob is None:
+                raise NotFound(f"the bytes of {fid} are no longer on the server", param="file_id")
+            return blob, record.filename
         row = self._document(fid)
         if row is None:
             raise NotFound(f"No such File object: {fid}", param="file_id")

@@ -66,7 +66,7 @@ from .protocol import (
     content_text,
     messages_of,
 )
-from .store import ResponseStore
+from .store import StoredResponses, open_response_store
 
 log = structlog.get_logger(__name__)
 _encoder = msgspec.json.Encoder()
@@ -100,9 +100,12 @@ class ResponseService:
         self.library = library
 
     @cached_property
-    def store(self) -> ResponseStore | None:
-        days = self.state.settings.response_retention_days
-        return ResponseStore(self.state.settings.data, days * 86400) if days > 0 else None
+    def store(self) -> StoredResponses | None:
+        s = self.state.settings
+        days = s.response_retention_days
+        if days <= 0:
+            return None
+        return open_response_store(s.retrieval.store, s.data, days * 86400)
 
     def close(self) -> None:
         if "store" in self.__dict__ and self.store is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import PurePosixPath
 from typing import Any
 
 from ragserve.errors import InvalidRequest, NotFound
-from ragserve.retrieval.search import file_id
+from ragserve.retrieval.search import document_file_id
 
 from ..access.keys import LOCAL, Principal
 from ..access.visible import Visibility
@@ -198,7 +199,7 @@ class StoreApi:
             data=[
                 SearchResult(
                     file_id=record.file_id or ids.get(hit.document, ""),
-                    filename=hit.document,
+                    filename=PurePosixPath(hit.document).name if record.file_id else hit.document,
                     score=hit.score,
                     attributes=record.attributes,
                     content=[SearchContent(text=hit.text)],
@@ -212,4 +213,4 @@ class StoreApi:
         retriever = self.stores.retriever(sid)
         if retriever is None:
             return {}
-        return {d: file_id(row.sha256) for d, row in retriever.documents(documents).items()}
+        return {d: document_file_id(row) for d, row in retriever.documents(documents).items()}

@@ -1,39 +1,56 @@
-"""Vector stores: each is an index (what `ragserve ingest` writes), fed with uploaded files.
+"""Vector stores: each is an index (the same `Backend` the CLI writes: a folder, or one
+collection of the PostgreSQL database) fed with uploaded files.
 
-Attaching a file links its blob into the store's corpus folder under the file's name and
-runs the ingest in the background as a child process (`ragserve ingest --prune`): the same
-pipeline as the CLI (its process pool, time limits, hostile-PDF handling, lock and atomic
-publish), and nothing that goes wrong there can take the server down. Searches switch to
-the new version on their own. The CLI's index is the store `vs_default`.
+Attaching a file records it `in_progress` in the catalog and queues the store with the
+server's `IngestRunner` (runner.py), which brings the store's index up to date with the
+catalog in this process: the server's own embedder and settings, extraction in the
+ingest's process pool (time and memory limits, hostile-PDF handling), one version
+published atomically, then each waiting file marked `completed` or `failed` with its reason.
+Searches switch to the new version on their own, on every replica.
+
+The CLI's index is the store `vs_default`: files attached to it are documents under
+`uploads/`, kept apart from the corpus folder's (`ragserve ingest --prune` leaves them,
+and neither can replace the other).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
-import subprocess
-import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import msgspec
 import structlog
 
-from ragserve.errors import Conflict, InvalidRequest, NotFound
+from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady
+from ragserve.ingest.pipeline import (
+    FileReport,
+    IngestCancelled,
+    IngestOptions,
+    Upload,
+    sync_uploads,
+)
+from ragserve.retrieval.backend import Backend, LocalBackend, open_backend
 from ragserve.retrieval.fusion import MAX_SCORE
+from ragserve.retrieval.location import is_postgres
 from ragserve.retrieval.search import Filters, Hit, Retriever
+from ragserve.retrieval.store import is_upload
 
 from ..catalog import Catalog, StoreFileRecord, StoreRecord
 from ..protocol import And, Eq, Filter, Gt, Gte, Lt, Ne, Or
 from ..state import AppState
+from .runner import IngestRunner
 
 log = structlog.get_logger(__name__)
 DEFAULT_STORE = "vs_default"
+DEFAULT_COLLECTION = "default"  # the CLI's index in a database
+UPLOADS = "uploads/"  # where files attached to vs_default live in the CLI's index
 MAX_FILES_PER_STORE = 10_000
-INGEST_TIMEOUT_S = 3600
+READY_WAIT_S = 600.0
 
 
 def safe_name(filename: str) -> str:
@@ -48,26 +65,43 @@ class VectorStores:
     def __init__(self, state: AppState, catalog: Catalog) -> None:
         self.state = state
         self.catalog = catalog
-        self.root = catalog.dir / "stores"
+        self.root = state.settings.data / "stores"
         self._retrievers: dict[str, Retriever] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._pending: set[str] = set()
         self._guard = threading.Lock()
-        if catalog.store(DEFAULT_STORE) is None:
-            catalog.add_store(DEFAULT_STORE, "default", {})
+        catalog.ensure_store(DEFAULT_STORE, "default")
+        s = state.settings
+        self.runner = IngestRunner(
+            self._sync, catalog.pending_stores, concurrency=s.attach_concurrency
+        )
+        self.runner.start()  # and resume what a stopped process left in progress
+
+    def close(self) -> None:
+        self.runner.close()
+        with self._guard:
+            retrievers, self._retrievers = self._retrievers, {}
+        for retriever in retrievers.values():
+            retriever.close()
+            retriever.backend.close()
 
     # -- places ----------------------------------------------------------------------
-    def corpus(self, sid: str) -> Path:
-        return self.root / sid / "corpus"
-
     def index_dir(self, sid: str) -> Path:
         if sid == DEFAULT_STORE:
             return self.state.settings.retrieval.index_dir
         return self.root / sid / "index"
 
+    def backend(self, sid: str) -> Backend:
+        """The store's index (close it after use)."""
+        store = self.state.settings.retrieval.store
+        if store and is_postgres(store):
+            return open_backend(
+                store, collection=DEFAULT_COLLECTION if sid == DEFAULT_STORE else sid
+            )
+        return LocalBackend(self.index_dir(sid))
+
     def record(self, sid: str) -> StoreRecord:
         record = self.catalog.store(sid)
         if record is None:
+            self._forget(sid)  # deleted, maybe through another replica
             raise NotFound(f"No vector store found with id '{sid}'", param="vector_store_id")
         return record
 
@@ -77,15 +111,34 @@ class VectorStores:
             return self.state.retriever
         with self._guard:
             found = self._retrievers.get(sid)
-            if found is None and (self.index_dir(sid) / "CURRENT").exists():
-                found = Retriever(self.index_dir(sid), self.state.embedder)
-                self._retrievers[sid] = found
+        if found is not None:
             return found
+        backend = self.backend(sid)
+        try:
+            if backend.current() is None:
+                backend.close()
+                return None
+            made = Retriever(backend, self.state.embedder)
+        except BaseException:
+            backend.close()
+            raise
+        with self._guard:
+            found = self._retrievers.setdefault(sid, made)
+        if found is not made:
+            made.close()
+            backend.close()
+        return found
+
+    def _forget(self, sid: str) -> None:
+        with self._guard:
+            retriever = self._retrievers.pop(sid, None)
+        if retriever is not None:
+            retriever.close()
+            retriever.backend.close()
 
     # -- stores ----------------------------------------------------------------------
     def create(self, name: str, metadata: dict[str, str], owner: str | None = None) -> StoreRecord:
         sid = "vs_" + secrets.token_hex(12)
-        self.corpus(sid).mkdir(parents=True, exist_ok=True)
         return self.catalog.add_store(sid, name, metadata, owner)
 
     def delete(self, sid: str) -> None:
@@ -96,16 +149,29 @@ class VectorStores:
                 param="vector_store_id",
             )
         self.catalog.delete_store(sid)
-        with self._guard:
-            retriever = self._retrievers.pop(sid, None)
-        if retriever is not None:
-            retriever.close()
-        _remove_tree(self.root / sid)
+        self._forget(sid)
+        self._drop(sid)
+
+    def _drop(self, sid: str) -> None:
+        backend = self.backend(sid)
+        try:
+            backend.drop()
+        finally:
+            backend.close()
+        if not is_postgres(self.state.settings.retrieval.store or ""):
+            import shutil
+
+            shutil.rmtree(self.root / sid, ignore_errors=True)
 
     # -- files -----------------------------------------------------------------------
+    def document_for(self, sid: str, filename: str) -> str:
+        """Where a file of this name lives in the store's index."""
+        name = safe_name(filename)
+        return UPLOADS + name if sid == DEFAULT_STORE else name
+
     def attach(self, sid: str, fid: str, attributes: dict[str, Any]) -> StoreFileRecord:
-        """Link the file into the store (a file of the same name is replaced) and ingest
-        it in the background; the record says `in_progress` until that is done."""
+        """Add the file to the store (a file of the same name in it is replaced) and queue
+        its ingest; the record says `in_progress` until that is done."""
         self.record(sid)
         file = self.catalog.file(fid)
         if file is None:
@@ -115,92 +181,110 @@ class VectorStores:
             raise InvalidRequest(
                 f"a vector store holds at most {MAX_FILES_PER_STORE} files", param="file_id"
             )
-        name = safe_name(file.filename)
+        document = self.document_for(sid, file.filename)
+        if sid == DEFAULT_STORE:
+            self._check_corpus_name(document)
         for other in files:
-            if other.document == name and other.file_id != fid:
+            if other.document == document and other.file_id != fid:
                 self.catalog.detach(sid, other.file_id)  # a revised version replaces it
-        corpus = self.corpus(sid)
-        corpus.mkdir(parents=True, exist_ok=True)
-        link = corpus / name
-        tmp = corpus / f".{name}.{secrets.token_hex(4)}"
-        os.link(self.catalog.blob(file.sha256), tmp)
-        os.replace(tmp, link)  # atomically: the ingest sees the old or the new file
-        self.catalog.attach(sid, fid, attributes, name)
-        self.schedule(sid)
-        record = self.catalog.store_file(sid, fid)
-        assert record is not None
+        attached = self.catalog.attach(sid, fid, attributes, document)
+        record = self.catalog.store_file(sid, fid) if attached else None
+        if record is None:  # the file or the store was deleted meanwhile
+            self.record(sid)
+            raise Conflict(f"file {fid} was deleted while it was being attached", param="file_id")
+        self.runner.schedule(sid)
         return record
+
+    def _check_corpus_name(self, document: str) -> None:
+        try:
+            rows = self.state.retriever.documents([document])
+        except NotReady:
+            return
+        row = rows.get(document)
+        if row is not None and not is_upload(row):
+            raise Conflict(
+                f"the server's corpus already has a document at {document}; rename the file",
+                param="file_id",
+            )
 
     def detach(self, sid: str, fid: str) -> None:
         self.record(sid)
-        record = self.catalog.store_file(sid, fid)
-        if record is None:
+        if not self.catalog.detach(sid, fid):
             raise NotFound(f"No file {fid} in vector store {sid}", param="file_id")
-        self.catalog.detach(sid, fid)
-        still = any(f.document == record.document for f in self.catalog.store_files(sid))
-        if not still:
-            (self.corpus(sid) / record.document).unlink(missing_ok=True)
-        self.schedule(sid)
+        self.runner.schedule(sid)
 
     # -- background ingest -------------------------------------------------------------
-    def schedule(self, sid: str) -> None:
-        with self._guard:
-            if sid in self._pending:
-                return  # a run is queued and will see this change too
-            self._pending.add(sid)
-            lock = self._locks.setdefault(sid, threading.Lock())
-        threading.Thread(
-            target=self._run, args=(sid, lock), daemon=True, name=f"ingest-{sid}"
-        ).start()
-
-    def _run(self, sid: str, lock: threading.Lock) -> None:
-        with lock:  # one ingest per store at a time; the CLI's own lock guards the index
-            with self._guard:
-                self._pending.discard(sid)
+    def _embedder(self):
+        deadline = time.monotonic() + READY_WAIT_S
+        while True:
             try:
-                summary = self._ingest(sid)
-                problems = {p["path"]: p for p in summary.get("problems", [])}
-                error = None
-            except Exception as exc:  # the child failed as a whole: every waiting file did
-                log.exception("vector_store.ingest_failed", store=sid)
-                problems, error = {}, {"code": "server_error", "message": str(exc)[:500]}
-            for f in self.catalog.store_files(sid):
-                if f.status != "in_progress":
-                    continue
-                problem = problems.get(f.document)
-                if error is not None:
-                    self.catalog.set_status(sid, f.file_id, "failed", error)
-                elif problem is not None and problem["status"] in ("failed", "skipped"):
-                    reason = {"code": "invalid_file", "message": problem.get("reason", "")}
-                    self.catalog.set_status(sid, f.file_id, "failed", reason)
-                else:
-                    self.catalog.set_status(sid, f.file_id, "completed")
-            retriever = self.retriever(sid)
-            if retriever is not None:
-                retriever.refresh(force=True)
+                return self.state.embedder
+            except NotReady:
+                if self.state.load_error or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
-    def _ingest(self, sid: str) -> dict[str, Any]:
-        r = self.state.settings.retrieval
-        corpus = self.corpus(sid)
-        corpus.mkdir(parents=True, exist_ok=True)
-        command = [
-            sys.executable, "-m", "ragserve.cli", "ingest", str(corpus), "--root", str(corpus),
-            "--index", str(self.index_dir(sid)), "--prune", "--json", "--no-progress",
-            "--embed-model", r.embed_model, "--embed-device", r.embed_device,
-        ]  # fmt: skip
-        for attempt in range(60):  # the CLI may hold the index's lock for a while
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=INGEST_TIMEOUT_S, check=False
-            )
-            if done.returncode == 0:
-                line = done.stdout.strip().splitlines()[-1]
-                summary: dict[str, Any] = json.loads(line)
-                log.info("vector_store.ingested", store=sid, **_counts(summary))
-                return summary
-            if "another ingest is running" not in done.stderr:
-                raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "")
-            threading.Event().wait(min(30, 1 + attempt))
-        raise RuntimeError("the index stayed locked by another ingest")
+    def _sync(self, sid: str, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Bring the store's index up to date with its files in the catalog (runs in one of
+        the runner's threads; IngestLocked when another process is at it)."""
+        embedder = self._embedder()
+        if self.catalog.store(sid) is None:
+            return
+        s = self.state.settings
+        backend = self.backend(sid)
+        try:
+            with backend.lock():
+                waiting = self.catalog.begin_sync(sid)
+                if not waiting and sid != DEFAULT_STORE and backend.current() is None:
+                    return
+                records = {r.id: r for r in self.catalog.files()}
+                uploads = [
+                    Upload(f.document, f.file_id, r.sha256, r.bytes, r.created_at)
+                    for f in self.catalog.store_files(sid)
+                    if f.status in ("in_progress", "completed")
+                    and (r := records.get(f.file_id)) is not None
+                ]
+                reports: dict[str, FileReport] = {}
+                options = IngestOptions(index_dir=backend.where, paths=[], workers=s.attach_workers)
+                try:
+                    summary = sync_uploads(
+                        backend,
+                        embedder,
+                        uploads,
+                        self.catalog.blob_path,
+                        options,
+                        shared=sid == DEFAULT_STORE,
+                        on_file=lambda r: reports.__setitem__(r.path, r),
+                        cancelled=cancelled,
+                    )
+                except IngestCancelled:
+                    raise
+                except Exception as exc:  # the run failed as a whole: so did its files
+                    log.exception("vector_store.ingest_failed", store=sid)
+                    error = {"code": "server_error", "message": str(exc)[:500]}
+                    for f in waiting:
+                        self.catalog.set_status(sid, f.file_id, "failed", error)
+                    return
+                for f in waiting:
+                    report = reports.get(f.document)
+                    if report is not None and report.status in ("failed", "skipped"):
+                        reason = {"code": "invalid_file", "message": report.reason}
+                        self.catalog.set_status(sid, f.file_id, "failed", reason)
+                    else:
+                        self.catalog.set_status(sid, f.file_id, "completed")
+                log.info(
+                    "vector_store.ingested",
+                    store=sid,
+                    **{k: getattr(summary, k) for k in _COUNTS},
+                )
+                if self.catalog.store(sid) is None:  # deleted while it ran
+                    self._forget(sid)
+                    backend.drop()
+        finally:
+            backend.close()
+        retriever = self.retriever(sid) if sid != DEFAULT_STORE else self.state.retriever
+        if retriever is not None:
+            retriever.refresh(force=True)
 
     # -- search ------------------------------------------------------------------------
     def search(
@@ -210,7 +294,9 @@ class VectorStores:
         retriever = self.retriever(sid)
         if retriever is None:
             return []
-        files = {f.document: f for f in self.catalog.store_files(sid) if f.status == "completed"}
+        listed = self.catalog.store_files(sid)
+        files = {f.document: f for f in listed if f.status == "completed"}
+        unfinished = {f.document for f in listed} - set(files)
         allowed: list[str] | None = None
         if filters is not None:
             allowed = [d for d, f in files.items() if matches(filters, f.attributes)]
@@ -222,8 +308,8 @@ class VectorStores:
         out = []
         for h in hits:
             record = files.get(h.document)
-            if record is None and sid != DEFAULT_STORE:
-                continue  # being removed
+            if record is None and (sid != DEFAULT_STORE or h.document in unfinished):
+                continue  # being removed, or replaced
             # OpenAI's scores are 0..1: the hybrid score scaled (>= 0.5: an identifier of
             # the query named this document)
             h = msgspec.structs.replace(h, score=round(min(1.0, h.score / MAX_SCORE), 6))
@@ -242,15 +328,7 @@ def _corpus_record(sid: str, document: str) -> StoreFileRecord:
     return StoreFileRecord(sid, "", "completed", None, {}, 0, document)
 
 
-def _counts(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("ingested", "unchanged", "failed", "skipped", "removed", "seconds", "version")
-    return {k: summary.get(k) for k in keys}
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+_COUNTS = ("ingested", "unchanged", "failed", "skipped", "removed", "seconds", "version")
 
 
 def _kind(value: Any) -> str:

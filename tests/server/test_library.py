@@ -3,16 +3,22 @@ background ingest through the real pipeline, attribute filters, chat over a stor
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pdfgen
 import pytest
+from helpers import extractors
 from liveserver import LiveServer, make_settings
 
+from ragserve.ingest.pipeline import IngestOptions, run_ingest
+from ragserve.retrieval.search import Retriever
 from ragserve.server.app import create_app
 
 CONTRACT_KO = [
@@ -279,3 +285,133 @@ def test_an_upload_name_cannot_escape_the_data_directory(sdk, pdfs, library):
     blobs = [p.name for p in (data / "files").iterdir()]
     assert all(len(name) == 64 + 4 and name.endswith(".pdf") for name in blobs)  # sha256.pdf
     assert not Path("/tmp/escaped.pdf").exists()
+
+
+# -- one library, by id (each on an index of its own: they write to the default store) ----
+@pytest.fixture
+def own(tmp_path, index_dir, engine, embedder) -> Iterator[tuple[LiveServer, openai.OpenAI]]:
+    index = tmp_path / "index"
+    shutil.copytree(index_dir, index)
+    retriever = Retriever(index, embedder)
+    settings = make_settings(index, data_dir=tmp_path / "data")
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
+        yield live, openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0)
+    retriever.close()
+
+
+def upload(sdk: openai.OpenAI, path: Path, name: str | None = None):
+    with open(path, "rb") as fh:
+        return sdk.files.create(file=(name or path.name, fh), purpose="assistants")
+
+
+def test_an_upload_to_the_default_store_never_shadows_or_removes_a_corpus_document(
+    own, tmp_path, embedder
+):
+    live, sdk = own
+    retriever = live.app.state.retriever
+    before = {d.path: d.sha256 for d in retriever.documents_all()}
+    corpus_ids = {f.filename: f.id for f in sdk.files.list()}
+    impostor = pdfgen.write_pdf(
+        tmp_path / "up" / "falcon.pdf", [["Project Falcon upload: the budget is 9 billion won."]]
+    )
+    up = upload(sdk, impostor)
+    done = sdk.vector_stores.files.create_and_poll(vector_store_id="vs_default", file_id=up.id)
+    assert done.status == "completed", done.last_error
+    found = {r.file_id: r for r in search(sdk, "vs_default", "budget of Project Falcon")}
+    assert corpus_ids["falcon.pdf"] in found and up.id in found  # both, side by side
+    assert "4.2 million" in found[corpus_ids["falcon.pdf"]].content[0].text
+    assert found[up.id].filename == "falcon.pdf"
+    now = {d.path: d.sha256 for d in retriever.documents_all()}
+    assert {p: h for p, h in now.items() if p in before} == before  # the corpus untouched
+    assert sorted(set(now) - set(before)) == ["uploads/falcon.pdf"]
+    assert {f.id for f in sdk.files.list()} == {*corpus_ids.values(), up.id}  # each once
+    assert sdk.files.content(up.id).content == impostor.read_bytes()
+    # the CLI's `--prune` run over its corpus folder keeps the store's upload
+    other = pdfgen.write_pdf(tmp_path / "more" / "heron.pdf", [["The Heron bridge is new."]])
+    options = IngestOptions(index_dir=live.app.state.settings.retrieval.index_dir,
+                            paths=[other.parent], prune=True, workers=1)  # fmt: skip
+    run_ingest(options, embedder)
+    retriever.refresh(force=True)
+    assert "uploads/falcon.pdf" in {d.path for d in retriever.documents_all()}
+    # deleting the upload removes it alone
+    assert sdk.files.delete(up.id).deleted
+    deadline = time.time() + 60
+    while "uploads/falcon.pdf" in {d.path for d in retriever.documents_all()}:
+        assert time.time() < deadline
+        time.sleep(0.2)
+        retriever.refresh(force=True)
+    paths = {d.path for d in retriever.documents_all()}
+    assert set(before) <= paths
+    hits = search(sdk, "vs_default", "budget of Project Falcon")
+    assert corpus_ids["falcon.pdf"] in {r.file_id for r in hits}
+
+
+def test_two_uploads_of_the_same_bytes_are_two_files_with_their_own_names_and_attributes(own, pdfs):
+    _, sdk = own
+    first, second = upload(sdk, pdfs["en"], "first.pdf"), upload(sdk, pdfs["en"], "second.pdf")
+    assert first.id != second.id
+    assert (sdk.files.retrieve(first.id).filename, sdk.files.retrieve(second.id).filename) == (
+        "first.pdf",
+        "second.pdf",
+    )
+    store = sdk.vector_stores.create(name="twins")
+    for f, dept in ((first, "sales"), (second, "legal")):
+        done = sdk.vector_stores.files.create_and_poll(
+            vector_store_id=store.id, file_id=f.id, attributes={"dept": dept}
+        )
+        assert done.status == "completed", done.last_error
+    for f, dept in ((first, "sales"), (second, "legal")):
+        hits = search(
+            sdk, store.id, "ZEPHYR-88", filters={"type": "eq", "key": "dept", "value": dept}
+        )
+        assert {r.file_id for r in hits} == {f.id}
+        assert {r.filename for r in hits} == {f.filename}
+    assert sdk.files.delete(first.id).deleted
+    assert sdk.files.content(second.id).content == pdfs["en"].read_bytes()  # the bytes stay
+    assert sdk.files.retrieve(second.id).filename == "second.pdf"
+
+
+def test_eight_stores_attached_at_once_ingest_within_the_limit(own, pdfs):
+    live, sdk = own
+    f = upload(sdk, pdfs["en"])
+    stores = [sdk.vector_stores.create(name=f"s{n}").id for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        attach = sdk.vector_stores.files.create
+        list(pool.map(lambda sid: attach(vector_store_id=sid, file_id=f.id), stores))
+    runner = live.app.library.stores.runner
+    most = 0
+    deadline = time.time() + 300
+    while not all(
+        sdk.vector_stores.files.retrieve(vector_store_id=sid, file_id=f.id).status == "completed"
+        for sid in stores
+    ):
+        most = max(most, len(extractors(os.getpid())))
+        assert time.time() < deadline
+        time.sleep(0.05)
+    settings = live.app.state.settings
+    assert runner.peak == settings.attach_concurrency == 1
+    assert most <= settings.attach_workers  # extraction processes of the one running ingest
+    for sid in stores:
+        assert search(sdk, sid, "ZEPHYR-88 drill units")[0].file_id == f.id
+
+
+def test_an_attach_racing_a_delete_gets_a_clear_answer(own, pdfs):
+    live, sdk = own
+    store = sdk.vector_stores.create(name="race")
+    statuses = []
+    with httpx.Client(base_url=live.url) as http:
+        for _ in range(12):
+            f = upload(sdk, pdfs["en"])
+            with ThreadPoolExecutor(2) as pool:
+                attach = pool.submit(
+                    http.post, f"/v1/vector_stores/{store.id}/files", json={"file_id": f.id}
+                )
+                delete = pool.submit(http.delete, f"/v1/files/{f.id}")
+                statuses += [attach.result().status_code, delete.result().status_code]
+    assert set(statuses) <= {200, 400, 404, 409}, statuses
+    deadline = time.time() + 60
+    while sdk.vector_stores.retrieve(store.id).file_counts.in_progress:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    left = {f.id for f in sdk.vector_stores.files.list(vector_store_id=store.id)}
+    assert left <= {f.id for f in sdk.files.list()}  # no record of a deleted file remains
