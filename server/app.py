@@ -31,6 +31,7 @@ from .middleware import (
     CORSMiddleware,
     LocalGuardMiddleware,
     RequestMiddleware,
+    RouteTable,
 )
 from .models.routes import get_model, get_models
 from .responses.routes import create_response, delete_response, get_response, list_input_items
@@ -63,9 +64,9 @@ class RagserveApp:
         self.state = state
         self.library: Any = None  # set by create_app
         s = state.settings
-        routes = [(r.path, r.methods) for r in litestar.routes if hasattr(r, "methods")]
+        table = RouteTable((r.path, r.methods) for r in litestar.routes if hasattr(r, "methods"))
         inner: Any = AuthMiddleware(
-            AllowMiddleware(litestar, routes),
+            AllowMiddleware(litestar, table),
             state.keys,
             state.signer,
             state.policy.limiter,
@@ -75,7 +76,9 @@ class RagserveApp:
         )
         if not (state.keys.enabled or s.trusted_proxies):
             inner = LocalGuardMiddleware(inner, s.host, s.allowed_hosts)
-        self._asgi = CORSMiddleware(RequestMiddleware(inner, state.metrics), s.cors_origins)
+        self._asgi = CORSMiddleware(
+            RequestMiddleware(inner, state.metrics, table), s.cors_origins, table
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self._asgi(scope, receive, send)

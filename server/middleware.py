@@ -39,16 +39,52 @@ Scope = dict[str, Any]
 ASGIApp = Any  # any ASGI callable (Litestar's own signature is stricter)
 PUBLIC_PATHS = ("/health", "/health/ready", "/metrics")
 _CONTENT = re.compile(r"/v1/files/([A-Za-z0-9_-]{1,64})/content")
-_ROUTES = (
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/embeddings",
-    "/v1/models",
-    "/health",
-    "/health/ready",
-    "/metrics",
-)
-_UNVERSIONED = ("/chat/completions", "/completions", "/embeddings", "/models")
+
+
+class RouteTable:
+    """The app's routes as it declares them (path templates and methods), so metrics
+    labels, the paths clients may send without `/v1`, `OPTIONS` and CORS preflights are
+    derived from the handlers instead of lists kept by hand."""
+
+    def __init__(self, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
+        self.routes = [
+            (_template(path), re.compile(_pattern(path)), frozenset(methods))
+            for path, methods in routes
+        ]
+
+    def find(self, path: str) -> tuple[str, frozenset[str]] | None:
+        """The route's template (`/v1/files/{file_id}`) and methods, or None."""
+        for template, pattern, methods in self.routes:
+            if pattern.match(path):
+                return template, methods
+        return None
+
+    def label(self, path: str) -> str:
+        found = self.find(path)
+        return found[0] if found else "other"
+
+    def methods(self, path: str) -> str:
+        found = self.find(path)
+        return ", ".join(sorted(found[1] | {"OPTIONS"})) if found else "GET, POST, OPTIONS"
+
+    def versioned(self, path: str) -> str:
+        """A path sent without `/v1` (clients configured with such a base URL) as the app's."""
+        if path.startswith("/v1/") or self.find(path) is not None:
+            return path
+        return "/v1" + path if self.find("/v1" + path) is not None else path
+
+
+def _template(path: str) -> str:
+    return re.sub(r"\{([^}:/]+)(:[^}]*)?\}", r"{\1}", path)
+
+
+def _pattern(path: str) -> str:
+    def one(m: re.Match) -> str:
+        return ".+" if (m.group(2) or "") == ":path" else "[^/]+"
+
+    return "^" + re.sub(r"\{([^}:/]+)(:[^}]*)?\}", one, path) + "$"
+
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -90,9 +126,10 @@ def _is_loopback_host(host: str) -> bool:
 class CORSMiddleware:
     """Browser access: loopback origins always (local web UIs), others only if configured."""
 
-    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...], table: RouteTable) -> None:
         self.app = app
         self.origins = origins
+        self.table = table
 
     def _allowed(self, origin: str | None) -> bytes | None:
         if not origin:
@@ -120,7 +157,10 @@ class CORSMiddleware:
                 "authorization, content-type, openai-organization, openai-project, x-stainless-*"
             )
             extra = [
-                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (
+                    b"access-control-allow-methods",
+                    self.table.methods(self.table.versioned(scope["path"])).encode(),
+                ),
                 (b"access-control-allow-headers", headers.encode("latin-1")),
                 (b"access-control-max-age", b"600"),
             ]
@@ -213,9 +253,10 @@ class LocalGuardMiddleware:
 class RequestMiddleware:
     """Normalises paths, assigns a request id, logs the request and counts it."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, table: RouteTable) -> None:
         self.app = app
         self.metrics = metrics
+        self.table = table
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -223,8 +264,7 @@ class RequestMiddleware:
         path = re.sub(r"/{2,}", "/", scope["path"])
         if len(path) > 1:
             path = path.rstrip("/")
-        if path.startswith(_UNVERSIONED):  # clients configured with a base URL without /v1
-            path = "/v1" + path
+        path = self.table.versioned(path)  # clients configured with a base URL without /v1
         scope["path"] = path
         incoming = _header(scope, b"x-request-id")
         request_id = (
@@ -233,11 +273,7 @@ class RequestMiddleware:
             else (f"req-{uuid.uuid4().hex[:20]}")
         )
         scope.setdefault("state", {})["request_id"] = request_id
-        route = (
-            path
-            if path in _ROUTES
-            else ("/v1/models/{id}" if path.startswith("/v1/models/") else "other")
-        )
+        route = self.table.label(path)  # a template: bounded label values
         status = 500
         started = time.perf_counter()
 
@@ -407,24 +443,22 @@ class AllowMiddleware:
     """`OPTIONS` answers with every method of the path (RFC 9110). Litestar's own answer
     names only one handler's methods when several handlers share a path."""
 
-    def __init__(self, app: ASGIApp, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
+    def __init__(self, app: ASGIApp, table: RouteTable) -> None:
         self.app = app
-        self.routes = [
-            (re.compile(re.sub(r"\{[^}/]+\}", "[^/]+", path) + "$"), ", ".join(sorted(methods)))
-            for path, methods in routes
-        ]
+        self.table = table
 
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["method"] == "OPTIONS":
-            for pattern, allow in self.routes:
-                if pattern.match(scope["path"]):
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 204,
-                            "headers": [(b"allow", allow.encode())],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": b""})
-                    return None
+            found = self.table.find(scope["path"])
+            if found is not None:
+                allow = ", ".join(sorted(found[1]))
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 204,
+                        "headers": [(b"allow", allow.encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return None
         return await self.app(scope, receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 
@@ -384,3 +385,24 @@ def test_an_undeclared_method_gets_405_with_allow(http):
     assert resp.status_code == 405
     assert "GET" in resp.headers["allow"]
     error_of(resp)
+
+
+def test_metrics_labels_preflights_and_unversioned_paths_follow_the_routes(http):
+    """Derived from the app's routes, not from lists kept beside them: every library route
+    has its own metrics label, a browser may DELETE, `/files` works without `/v1`."""
+    assert http.get("/files").status_code == 200  # a base URL without /v1
+    assert http.get("/vector_stores/vs_default").status_code == 200
+    http.get("/v1/files/file-" + "0" * 32)
+    preflight = http.options(
+        "/v1/vector_stores/vs_x/files/file-y",
+        headers={"origin": "http://localhost:3000", "access-control-request-method": "DELETE"},
+    )
+    assert preflight.status_code == 204
+    allowed = preflight.headers["access-control-allow-methods"].split(", ")
+    assert {"DELETE", "GET", "POST", "OPTIONS"} <= set(allowed)
+    metrics = http.get("/metrics").text
+    for label in ("/v1/files", "/v1/files/{file_id}", "/v1/vector_stores/{vector_store_id}"):
+        assert f'route="{label}"' in metrics, label
+    http.get("/v1/no/such/route")
+    labels = set(re.findall(r'route="([^"]*)"', http.get("/metrics").text))
+    assert "other" in labels and not any("file-" in lbl or "vs_" in lbl for lbl in labels)
