@@ -178,12 +178,7 @@ def run_ingest(
         for report in problems:
             _record(summary, report, on_file)
         with backend.lock():
-            writer = backend.writer(
-                embedding_model=embedder.model_id,
-                dim_of=lambda: embedder.dim,
-                chunk_tokens=options.chunk_tokens,
-                chunk_overlap=options.chunk_overlap,
-            )
+            writer = _writer(backend, embedder, options)
             try:
                 _apply(options, embedder, writer, candidates, summary, on_file)
                 _finish(writer, summary)
@@ -343,12 +338,7 @@ def sync_uploads(
 
     started = time.perf_counter()
     summary = IngestSummary(index_dir=backend.where)
-    writer = backend.writer(
-        embedding_model=embedder.model_id,
-        dim_of=lambda: embedder.dim,
-        chunk_tokens=options.chunk_tokens,
-        chunk_overlap=options.chunk_overlap,
-    )
+    writer = _writer(backend, embedder, options)
     try:
         existing = {d.path: d for d in writer.documents()}
         wanted = {u.document: u for u in uploads}
@@ -384,6 +374,16 @@ def sync_uploads(
         raise
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _writer(backend: Backend, embedder: Embedder, options: IngestOptions) -> Writer:
+    """The next version's writer (the embedder's dimension asked only for a new index)."""
+    return backend.writer(
+        embedding_model=embedder.model_id,
+        dim_of=lambda: embedder.dim,
+        chunk_tokens=options.chunk_tokens,
+        chunk_overlap=options.chunk_overlap,
+    )
 
 
 def _finish(writer: Writer, summary: IngestSummary) -> None:
