@@ -76,6 +76,7 @@ async def one(
     first = last = None
     usage: dict = {}
     finish = None
+    pieces = 0  # content deltas: the token count of a server that reports no usage
     try:
         async with client.stream("POST", "/chat/completions", json=body) as resp:
             if resp.status_code != 200:
@@ -91,13 +92,14 @@ async def one(
                 for choice in data.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
                     if (choice.get("delta") or {}).get("content"):
+                        pieces += 1
                         last = time.perf_counter()
                         first = first or last
     except httpx.HTTPError as exc:
         return Result(0, 0, 0, 0, 0, 0, None, f"{type(exc).__name__}: {exc}")
     if first is None or last is None:
         return Result(0, 0, 0, 0, 0, 0, finish, "no tokens")
-    tokens = usage.get("completion_tokens", 0)
+    tokens = usage.get("completion_tokens") or pieces
     rate = (tokens - 1) / (last - first) if tokens > 1 and last > first else 0.0
     prompt = usage.get("prompt_tokens", 0)
     return Result(first - started, rate, first, last, tokens, prompt, finish, None)

@@ -6,7 +6,8 @@ for the scheduler), `scheduler` (slots, batching, admission, any Backend), `llam
 (llama.cpp as Backend, tokens and templates), `llama` (the C binding), `chat` (templates),
 `grammar` (JSON schema -> GBNF, bounded), `stops` (stop strings), `jobs` (events from the
 engine thread to the event loop), `tools` (tool calls parsed from streamed text) and
-`tool_formats` (each model family's call syntax, ids and grammars).
+`tool_formats` (each model family's call syntax, ids and grammars); `upstream` is the
+second Engine: generation through an OpenAI-compatible server (vLLM, llama-server).
 """
 
 from .chat import FALLBACK_TEMPLATE, ChatTemplate
@@ -29,8 +30,11 @@ from .types import (
     SamplingParams,
     TextDelta,
     TokenSampler,
+    ToolCallsDelta,
     Trigger,
+    UpstreamCall,
 )
+from .upstream import UpstreamEngine
 
 __all__ = [
     "FALLBACK_TEMPLATE",
@@ -56,8 +60,11 @@ __all__ = [
     "TextDelta",
     "TokenSampler",
     "ToolCallParser",
+    "ToolCallsDelta",
     "ToolFormat",
     "Trigger",
+    "UpstreamCall",
+    "UpstreamEngine",
     "default_gpu_layers",
     "schema_to_gbnf",
 ]

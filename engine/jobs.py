@@ -55,24 +55,35 @@ class Job:
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         try:
-            while True:
-                event = await self.events.get()
-                if isinstance(event, BaseException):
-                    raise event
+            async for event in events_of(self.events):
                 yield event
-                if isinstance(event, Finished):
-                    return
         finally:
             self.cancelled.set()  # a client that went away frees its slot at the next step
 
     def cancel(self) -> None:
         self.cancelled.set()
 
+    async def accepted(self) -> None:
+        return None  # queued in this process: its response may begin at once
+
     def deliver_text(self) -> None:  # runs on the event loop
         with self._text_lock:
             text, self._text, self._scheduled = "".join(self._text), [], False
         if text:
             self.events.put_nowait(TextDelta(text))
+
+
+async def events_of(
+    queue: asyncio.Queue[GenerationEvent | BaseException],
+) -> AsyncIterator[GenerationEvent]:
+    """A request's events up to its Finished; an error put on the queue is raised."""
+    while True:
+        event = await queue.get()
+        if isinstance(event, BaseException):
+            raise event
+        yield event
+        if isinstance(event, Finished):
+            return
 
 
 def call_soon(loop: asyncio.AbstractEventLoop, fn: Callable, *args: object) -> None:

@@ -63,7 +63,9 @@ def load_mode(mmap: str) -> int:
 class Model:
     """A loaded GGUF: weights, vocabulary, metadata and tokenization (thread-safe)."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int, mmap: str = "auto") -> None:
+    def __init__(
+        self, path: Path, *, n_gpu_layers: int, mmap: str = "auto", vocab_only: bool = False
+    ) -> None:
         lib = _lib()
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's chatter
         lib.llama_backend_init()
@@ -72,6 +74,7 @@ class Model:
             params,
             n_gpu_layers=ALL_LAYERS if n_gpu_layers < 0 else n_gpu_layers,
             load_mode=load_mode(mmap),
+            vocab_only=vocab_only,  # a tokenizer only (an upstream engine's token budgets)
         )
         ptr = lib.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:

@@ -135,8 +135,57 @@ class LlamaBackend:
         self.model.close()
 
 
-class LlamaEngine(Scheduler):
-    """A GGUF model served with continuous batching: the `Engine` the server uses."""
+class GgufTokens:
+    """A GGUF's prompt side: its tokenizer and chat template (thread-safe). The engine's,
+    and, over a vocabulary-only load, an upstream engine's token counter."""
+
+    def __init__(self, model: Model) -> None:
+        meta = model.metadata
+        self.model = model
+        self.n_vocab = model.n_vocab
+        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self.template = ChatTemplate(
+            meta.get("tokenizer.chat_template"),
+            bos=model.piece(model.bos, special=True).decode(errors="replace"),
+            eos=model.piece(model.eos, special=True).decode(errors="replace"),
+            specials=model.special_texts(),
+        )
+        self._fim = tuple(
+            int(meta[k])
+            for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
+            if k in meta
+        )
+
+    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
+        return self.model.tokenize(text, add_bos=add_bos)
+
+    def render_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> str:
+        return self.template.render(messages, tools)
+
+    def neutralize(self, text: str) -> str:
+        return self.template.neutralize(text)
+
+    @property
+    def tool_format(self) -> ToolFormat:
+        return self.template.tool_format
+
+    def chat_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
+        prompt = self.render_chat(messages, tools)
+        bos = self.template.bos
+        add_bos = self._add_bos and not (bos and prompt.startswith(bos))
+        return self.tokenize(prompt, add_bos=add_bos)
+
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
+
+
+class LlamaEngine(GgufTokens, Scheduler):
+    """A GGUF model served with continuous batching: the `Engine` the server uses (its
+    tokens and template are GgufTokens')."""
 
     def __init__(
         self,
@@ -204,22 +253,9 @@ class LlamaEngine(Scheduler):
             self.warmup_tokens = self.backend.warmup(parallel, n)
             lap("warmup_s")
         self.model_id = model_id
-        self.n_vocab = model.n_vocab
-        meta = model.metadata
-        self._model = model
-        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        self.template = ChatTemplate(
-            meta.get("tokenizer.chat_template"),
-            bos=model.piece(model.bos, special=True).decode(errors="replace"),
-            eos=model.piece(model.eos, special=True).decode(errors="replace"),
-            specials=model.special_texts(),
-        )
-        self._fim = tuple(
-            int(meta[k])
-            for k in (f"tokenizer.ggml.fim_{p}_token_id" for p in ("pre", "suf", "mid"))
-            if k in meta
-        )
-        super().__init__(
+        GgufTokens.__init__(self, model)
+        Scheduler.__init__(
+            self,
             self.backend,
             parallel=parallel,
             max_queue=max_queue,
@@ -243,33 +279,6 @@ class LlamaEngine(Scheduler):
             seconds=round(time.perf_counter() - started, 2),
             **phases,
         )
-
-    # -- tokens and templates -----------------------------------------------------------
-    def tokenize(self, text: str, *, add_bos: bool = False) -> list[int]:
-        return self._model.tokenize(text, add_bos=add_bos)
-
-    def render_chat(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> str:
-        return self.template.render(messages, tools)
-
-    def neutralize(self, text: str) -> str:
-        return self.template.neutralize(text)
-
-    @property
-    def tool_format(self) -> ToolFormat:
-        return self.template.tool_format
-
-    def chat_tokens(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> list[int]:
-        prompt = self.render_chat(messages, tools)
-        bos = self.template.bos
-        add_bos = self._add_bos and not (bos and prompt.startswith(bos))
-        return self.tokenize(prompt, add_bos=add_bos)
-
-    def fim_tokens(self) -> tuple[int, int, int] | None:
-        return self._fim if len(self._fim) == 3 else None  # type: ignore[return-value]
 
     def check_grammar(self, gbnf: str, param: str = "response_format") -> None:
         check_gbnf(gbnf, param)

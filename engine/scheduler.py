@@ -82,6 +82,11 @@ class Scheduler:
     def stats(self) -> EngineStats:
         return EngineStats(slots=self.parallel, busy=self.busy_slots, queued=self._n_waiting)
 
+    upstream: str | None = None  # generation happens here, in this process
+
+    def unavailable(self) -> str | None:
+        return None if self._thread.is_alive() else "the generation engine has stopped"
+
     # -- generation -----------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> Job:
         """Queue a request; refused at once when the queue is full (before any response)."""

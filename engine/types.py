@@ -32,10 +32,26 @@ class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
 
 
+class UpstreamCall(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The request as an OpenAI-compatible server takes it, for an engine that generates
+    through one (`Engine.upstream`): the conversation as the model is to see it (sources
+    included) or a legacy prompt, and what that server applies itself (its template, tool
+    parsing, structured output). In-process engines ignore it."""
+
+    messages: list[dict[str, Any]] | None = None  # /chat/completions
+    prompt: str | list[int] | None = None  # /completions
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    logit_bias: dict[str, float] | None = None
+
+
 class GenerationRequest(msgspec.Struct, frozen=True):
-    prompt_tokens: list[int]
+    prompt_tokens: list[int]  # what the budget counted (an upstream engine reads `call`)
     params: SamplingParams
     request_id: str = ""
+    call: UpstreamCall | None = None
 
 
 class TextDelta(msgspec.Struct, frozen=True):
@@ -51,7 +67,14 @@ class Finished(msgspec.Struct, frozen=True):
     decode_s: float
 
 
-GenerationEvent = TextDelta | Finished
+class ToolCallsDelta(msgspec.Struct, frozen=True):
+    """Tool-call pieces an upstream parsed itself, in OpenAI's streamed shape (`index`,
+    then `id`/`type`/`function.name` on a call's first piece, `function.arguments` in parts)."""
+
+    calls: list[dict[str, Any]]
+
+
+GenerationEvent = TextDelta | ToolCallsDelta | Finished
 
 
 class EngineStats(msgspec.Struct, frozen=True):
@@ -67,13 +90,26 @@ class Handle(Protocol):
 
     def cancel(self) -> None: ...
 
+    async def accepted(self) -> None:
+        """Wait until the engine has taken the request on (an upstream answered with its
+        headers); raises what refused it, so the client gets a status, not a broken stream."""
+        ...
+
 
 class Engine(Protocol):
     """What the HTTP layer needs from a model."""
 
     model_id: str
-    n_ctx: int
-    n_vocab: int
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    # None: the model runs in this process. Else the OpenAI-compatible server generating
+    # for it: requests carry `call`, and tool calls come back as ToolCallsDelta events.
+    upstream: str | None
     # called (on the engine's thread) for every request that ends, however it ends
     listeners: list[Callable[[GenerationRequest, Finished], None]]
 
@@ -104,6 +140,10 @@ class Engine(Protocol):
         ...
 
     def stats(self) -> EngineStats: ...
+
+    def unavailable(self) -> str | None:
+        """Why the engine cannot take requests now (an upstream that does not answer)."""
+        ...
 
     def shutdown(self, message: str) -> None:
         """End running and waiting requests with an error (a server going down)."""

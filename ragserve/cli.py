@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from importlib import metadata
+from pathlib import Path
 
 from ragserve import __version__
 from ragserve.errors import IngestLocked, RagserveError, StoreUnavailable
@@ -20,7 +21,7 @@ from ragserve.server.settings import (
     add_serve_arguments,
     bundled_model_path,
     engine_options,
-    model_id_for,
+    served_model_id,
     settings_from_args,
 )
 
@@ -85,13 +86,21 @@ def version_line() -> str:
 def run_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level, json=settings.log_json)
-    try:
-        model = settings.model_path or bundled_model_path()
-    except FileNotFoundError as exc:
-        print(f"ragserve serve: {exc}", file=sys.stderr)
+    model: Path | None = None
+    if settings.llm_url is None:
+        try:
+            model = settings.model_path or bundled_model_path()
+        except FileNotFoundError as exc:
+            print(f"ragserve serve: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if not model.is_file():
+            print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
+            return EXIT_USAGE
+    elif settings.model_path is not None:
+        print("ragserve serve: --model and --llm-url exclude each other", file=sys.stderr)
         return EXIT_USAGE
-    if not model.is_file():
-        print(f"ragserve serve: model file not found: {model}", file=sys.stderr)
+    elif (tok := settings.llm_tokenizer) and tok.endswith(".gguf") and not Path(tok).is_file():
+        print(f"ragserve serve: --llm-tokenizer file not found: {tok}", file=sys.stderr)
         return EXIT_USAGE
     if settings.retrieval.store:
         # a wrong URL, or a database without pgvector: say so now (exit 2), not as a server
@@ -100,9 +109,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
         open_backend(settings.retrieval.store).close()
     # The model loads first, on its own thread, while the web stack imports below.
-    from ragserve.engine import EngineLoad
+    preload = None
+    if model is not None:
+        from ragserve.engine import EngineLoad
 
-    preload = EngineLoad(model, **engine_options(settings))
+        preload = EngineLoad(model, **engine_options(settings))
     from ragserve.server.boot import BootApp
     from ragserve.server.serve import run
 
@@ -110,7 +121,9 @@ def run_serve(args: argparse.Namespace) -> int:
     auth = "API key required" if settings.api_keys or settings.api_key_file else "no API key"
     print(
         f"ragserve {__version__}: serving http://{settings.host}:{settings.port}/v1 ({auth}); "
-        f"model {settings.model_alias or model_id_for(model)}, "
+        f"model {served_model_id(settings)}"
+        + (f" through {settings.llm_url}" if settings.llm_url else "")
+        + ", "
         f"index {settings.retrieval.where}",
         file=sys.stderr,
         flush=True,

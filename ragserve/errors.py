@@ -88,6 +88,24 @@ class EngineFailed(RagserveError):
     code = "generation_failed"
 
 
+class UpstreamUnavailable(NotReady):
+    """The server ragserve generates through (`--llm-url`) does not answer, or is busy."""
+
+    code = "upstream_unavailable"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
+
+
+class UpstreamFailed(EngineFailed):
+    """The upstream answered, but not as an OpenAI-compatible server should (or refused
+    ragserve itself: its key or model id is wrong): a gateway error, not the client's."""
+
+    code = "upstream_error"
+
+
 # -- the index ---------------------------------------------------------------------------------
 class IndexNotFound(NotReady):
     code = "index_not_found"

@@ -23,6 +23,7 @@ from ragserve.errors import (
     RagserveError,
     RateLimited,
     RequestTimeout,
+    UpstreamFailed,
 )
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,7 @@ HTTP: dict[type[RagserveError], tuple[int, str]] = {
     QueueFull: (429, "rate_limit_error"),
     ClientGone: (499, INVALID),
     NotReady: (503, SERVER),
+    UpstreamFailed: (502, SERVER),
     IndexCorrupt: (500, SERVER),
     EmbeddingModelMismatch: (500, SERVER),
     RagserveError: (500, SERVER),

@@ -25,6 +25,10 @@ class Readiness(WireResponse):
     documents: int
     chunks: int
     queue_depth: int
+    # generation through another server (--llm-url): where, its model, how tokens are counted
+    upstream: str | None = None
+    upstream_model: str | None = None
+    upstream_tokens: str | None = None
 
 
 PUBLIC_ROUTE = needs(None)  # probes and scrapers: no key (see README, API keys)
@@ -57,6 +61,9 @@ async def ready(app_state: AppState) -> Readiness:
         documents=version.manifest.documents,
         chunks=version.manifest.chunks,
         queue_depth=engine.stats().queued,
+        upstream=engine.upstream,
+        upstream_model=getattr(engine, "model", None) if engine.upstream else None,
+        upstream_tokens=getattr(engine, "counter", None) if engine.upstream else None,
     )
 
 

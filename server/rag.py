@@ -104,6 +104,7 @@ class Packed(msgspec.Struct):
     sources: list[Source]
     retrieved: int  # hits before the budget dropped some
     hits: list[Hit] = []  # the passages behind `sources`, as the model was given them
+    messages: list[dict[str, Any]] = []  # the conversation the prompt renders (sources in)
 
 
 def is_background_call(messages: list[dict[str, Any]]) -> bool:
@@ -194,7 +195,7 @@ def pack(
     max_tokens = plan_max_tokens(engine, len(base), requested_max_tokens, default_max_tokens)
     at = last_user(messages)
     if not hits or at < 0:
-        return Packed(base, max_tokens, remembered, len(hits))
+        return Packed(base, max_tokens, remembered, len(hits), messages=messages)
     question = plain[at]["content"]
 
     def with_sources(blocks: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
@@ -241,7 +242,7 @@ def pack(
     ]
     if memory is not None and blocks:
         memory.remember(plain[: at + 1], augmented[at]["content"], sources)
-    return Packed(tokens, max_tokens, sources, len(hits), used)
+    return Packed(tokens, max_tokens, sources, len(hits), used, augmented)
 
 
 def sources_footer(answer: str, sources: list[Source]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -29,6 +30,12 @@ class Settings(msgspec.Struct, frozen=True):
     retrieval: RetrievalSettings
     model_path: Path | None = None  # None: the bundled SmolLM2 GGUF
     model_alias: str | None = None
+    llm_url: str | None = None  # None: generate in this process with --model
+    llm_api_key: str | None = None
+    llm_model: str | None = None  # None: the first model the upstream lists
+    llm_tokenizer: str | None = None  # None: the upstream's /tokenize, else an estimate
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 120.0
     host: str = "127.0.0.1"
     port: int = 8000
     n_ctx: int = 4096
@@ -100,9 +107,65 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "model id clients use (`<id>-norag`: no retrieval)",
         default_text="the file name",
     ),
+    Option(
+        "llm_url",
+        "--llm-url",
+        public_url,
+        None,
+        "generate through this OpenAI-compatible server instead of loading --model (vLLM, "
+        "llama-server; e.g. http://gpu-host:8000/v1)",
+        env="RAGSERVE_LLM_URL",
+        default_text="none: the model runs in this process",
+    ),
+    Option(
+        "llm_api_key",
+        "--llm-api-key",
+        text,
+        None,
+        "bearer key ragserve sends to --llm-url",
+        env="RAGSERVE_LLM_API_KEY",
+        secret=True,
+    ),
+    Option(
+        "llm_model",
+        "--llm-model",
+        text,
+        None,
+        "the upstream's model id (clients still use ragserve's ids)",
+        default_text="the first the upstream lists",
+    ),
+    Option(
+        "llm_tokenizer",
+        "--llm-tokenizer",
+        text,
+        None,
+        "the upstream model's tokenizer for token budgets: a GGUF file (read vocabulary-only) "
+        "or a Hugging Face tokenizer folder or hub name",
+        default_text="the upstream's /tokenize, else an estimate",
+    ),
+    Option(
+        "llm_connect_timeout",
+        "--llm-connect-timeout",
+        number(0.1),
+        5.0,
+        "seconds to connect to --llm-url",
+    ),
+    Option(
+        "llm_read_timeout",
+        "--llm-read-timeout",
+        number(0.1),
+        120.0,
+        "seconds the upstream may send nothing (before its first token, or between two)",
+    ),
     Option("host", "--host", text, "127.0.0.1", "bind address"),
     Option("port", "--port", whole(0, 65535), 8000, "port"),
-    Option("n_ctx", "--n-ctx", whole(64), 4096, "context window per slot, in tokens"),
+    Option(
+        "n_ctx",
+        "--n-ctx",
+        whole(64),
+        4096,
+        "context window per slot, in tokens (with --llm-url: used when the upstream reports none)",
+    ),
     Option(
         "n_gpu_layers",
         "--n-gpu-layers",
@@ -371,7 +434,26 @@ def model_id_for(path: Path) -> str:
 
 
 def served_model_id(settings: Settings) -> str:
-    return settings.model_alias or model_id_for(settings.model_path or bundled_model_path())
+    if settings.model_alias:
+        return settings.model_alias
+    if settings.llm_url:  # an upstream's id, without its organisation (`Qwen/...`)
+        return (settings.llm_model or "").rstrip("/").rpartition("/")[2] or "ragserve"
+    return model_id_for(settings.model_path or bundled_model_path())
+
+
+def upstream_options(s: Settings) -> dict[str, Any]:
+    """UpstreamEngine's keyword arguments from the settings (the URL aside)."""
+    return {
+        "model_id": served_model_id(s),
+        "model": s.llm_model,
+        "api_key": s.llm_api_key,
+        "tokenizer": s.llm_tokenizer,
+        "n_ctx": s.n_ctx,
+        "parallel": s.parallel,
+        "max_queue": s.max_queue,
+        "connect_timeout": s.llm_connect_timeout,
+        "read_timeout": s.llm_read_timeout,
+    }
 
 
 def engine_options(s: Settings) -> dict[str, object]:

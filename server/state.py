@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog
 
-from ragserve.engine import Engine, EngineLoad, Finished, GenerationRequest
-from ragserve.errors import ModelNotFound, NotReady
+from ragserve.engine import Engine, EngineLoad, Finished, GenerationRequest, UpstreamEngine
+from ragserve.errors import ModelNotFound, NotReady, UpstreamUnavailable
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.embedder import model_id_for as embedding_model_id_for
 from ragserve.retrieval.search import Retriever
@@ -19,7 +19,13 @@ from .access.keys import LOCAL, KeyRing, Principal
 from .access.policy import Policy
 from .citations import UrlSigner, load_secret
 from .metrics import Metrics
-from .settings import Settings, bundled_model_path, engine_options, served_model_id
+from .settings import (
+    Settings,
+    bundled_model_path,
+    engine_options,
+    served_model_id,
+    upstream_options,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +90,11 @@ class AppState:
         s = self.settings
         failures: list[BaseException] = []
         pending = self._preload
-        if pending is None and self._engine is None:
+        if pending is None and self._engine is None and not s.llm_url:
             pending = EngineLoad(s.model_path or bundled_model_path(), **engine_options(s))
         try:
+            if self._engine is None and s.llm_url:  # generation through another server
+                self._engine = UpstreamEngine(s.llm_url, **upstream_options(s))
             embedder = self._embedder or s.retrieval.embedder(queries_only=True)
             self._embedder = embedder
             if self._retriever is None:
@@ -176,6 +184,9 @@ class AppState:
     def engine(self) -> Engine:
         if self._engine is None:
             raise self._not_ready()
+        down = self._engine.unavailable()
+        if down is not None:  # an upstream that does not answer: 503 + Retry-After
+            raise UpstreamUnavailable(down)
         return self._engine
 
     @property

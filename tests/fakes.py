@@ -18,12 +18,16 @@ class FakeHandle:
     def cancel(self) -> None:
         self.cancelled = True
 
+    async def accepted(self) -> None:
+        return None
+
 
 class SubmitByGenerate:
     """The rest of the Engine contract for fakes that only write `generate`."""
 
     n_vocab = 1000
     queue_depth = 0
+    upstream = None
 
     def __init__(self) -> None:
         self.listeners: list = []
@@ -42,6 +46,9 @@ class SubmitByGenerate:
 
     def shutdown(self, message: str) -> None:
         pass
+
+    def unavailable(self) -> str | None:
+        return None
 
 
 class FakeEngine(SubmitByGenerate):

@@ -12,7 +12,15 @@ from typing import Any
 import msgspec
 import structlog
 
-from ragserve.engine import Finished, GenerationRequest, SamplingParams, TextDelta, ToolFormat
+from ragserve.engine import (
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+    ToolCallsDelta,
+    ToolFormat,
+    UpstreamCall,
+)
 from ragserve.retrieval.search import Filters, Hit, Mode, document_file_id, merge_places
 
 from .. import rag
@@ -21,7 +29,15 @@ from ..catalog import StoreFileRecord
 from ..citations import content_url, url_citations
 from ..generation import Admitted, stream_frames
 from ..library import Library
-from ..protocol import Annotation, Filter, Source, logit_bias_of, usage_of, validate_filter
+from ..protocol import (
+    Annotation,
+    Filter,
+    Source,
+    logit_bias_of,
+    sampling_from,
+    usage_of,
+    validate_filter,
+)
 from ..sse import frame
 from ..state import AppState
 from ..vector_stores.service import DEFAULT_STORE
@@ -33,6 +49,7 @@ from .protocol import (
     Choice,
     ChunkChoice,
     Delta,
+    DeltaToolCall,
     ToolPlan,
 )
 from .tool_calls import Assembled, CallDelta, ChatEvent, with_tool_calls
@@ -69,6 +86,33 @@ class Cited(msgspec.Struct, frozen=True):
     """The answer's citations, once its text is complete (before it finishes)."""
 
     annotations: list[Annotation]
+
+
+def constrained(req: ChatCompletionRequest, plan: ToolPlan | None) -> bool:
+    """Whether the answer must be JSON or a call (no footer may follow it)."""
+    return req.response_schema() is not None or (plan is not None and plan.choice != "auto")
+
+
+def upstream_call(
+    req: ChatCompletionRequest, plan: ToolPlan | None, messages: list[dict[str, Any]]
+) -> UpstreamCall:
+    """The request for an upstream server: the packed conversation (sources in the last
+    user turn), the tools and output format as the client gave them."""
+    choice: str | dict[str, Any] | None = None
+    if plan is not None and plan.choice not in ("auto", "required"):
+        choice = {"type": "function", "function": {"name": plan.choice}}
+    elif plan is not None:
+        choice = plan.choice
+    fmt = req.response_format
+    bias = req.logit_bias
+    return UpstreamCall(
+        messages=messages,
+        tools=plan.tools if plan is not None else None,
+        tool_choice=choice,
+        parallel_tool_calls=req.parallel_tool_calls if plan is not None else None,
+        response_format=msgspec.to_builtins(fmt) if fmt and fmt.type != "text" else None,
+        logit_bias={str(k): float(v) for k, v in bias.items()} if bias else None,
+    )
 
 
 class ChatService:
@@ -142,12 +186,14 @@ class ChatService:
             if options is None or options.append_sources is None
             else options.append_sources
         )
+        remote = engine.upstream is not None
         request = GenerationRequest(
             packed.prompt_tokens,
             msgspec.structs.replace(sampling, max_tokens=packed.max_tokens),
             request_id,
+            upstream_call(req, plan, packed.messages) if remote else None,
         )
-        return Prepared(
+        prepared = Prepared(
             id=f"chatcmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=req.model or state.model_id,
@@ -158,14 +204,18 @@ class ChatService:
             sources=packed.sources,
             append_sources=append
             and bool(packed.sources)
-            and (sampling.grammar is None or bool(sampling.grammar_triggers)),
-            tools=engine.tool_format if plan is not None else None,
+            and (sampling.grammar is None or bool(sampling.grammar_triggers))
+            and not (remote and constrained(req, plan)),
+            # an upstream parses calls itself (ToolCallsDelta); here they come out of the text
+            tools=engine.tool_format if plan is not None and not remote else None,
             parallel=plan.parallel if plan is not None else True,
             query=search.query if search is not None else None,
             hits=packed.hits,
             records=records,
             principal=principal,
         )
+        await prepared.handle.accepted()  # an upstream's refusal is a status, not a stream
+        return prepared
 
     def _build(
         self,
@@ -179,8 +229,10 @@ class ChatService:
     ) -> tuple[SamplingParams, rag.Packed, dict[str, StoreFileRecord]]:
         state, s = self.state, self.state.settings
         engine = state.engine
-        # the grammar: bounded, then compiled and cached (400 before any work)
-        sampling = req.sampling_params(1, engine.tool_format if plan is not None else None)
+        if engine.upstream is not None:  # tools and response_format are the upstream's
+            sampling = sampling_from(req, 1)
+        else:  # the grammar: bounded, then compiled and cached (400 before any work)
+            sampling = req.sampling_params(1, engine.tool_format if plan is not None else None)
         if sampling.grammar:
             engine.check_grammar(sampling.grammar, "tools" if plan else "response_format")
         hits: list[Hit] = []
@@ -260,6 +312,8 @@ class ChatService:
         answer: list[str] = []
         called = False
         async for event in events:
+            if isinstance(event, ToolCallsDelta):  # parsed by an upstream: OpenAI's shape
+                event = CallDelta([msgspec.convert(c, DeltaToolCall) for c in event.calls])
             if isinstance(event, TextDelta):
                 answer.append(event.text)
             elif isinstance(event, CallDelta):

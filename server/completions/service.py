@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ragserve.engine import Engine, Finished, GenerationRequest
+from ragserve.engine import Engine, Finished, GenerationRequest, UpstreamCall
 from ragserve.errors import ContextLengthExceeded, InvalidRequest
 
 from .. import rag
@@ -79,9 +79,16 @@ class CompletionService:
         if not tokens:
             raise InvalidRequest("'prompt' is empty", param="prompt")
         max_tokens = rag.plan_max_tokens(engine, len(tokens), req.max_tokens, 16)
-        request = GenerationRequest(tokens, req.sampling_params(max_tokens), request_id)
+        call = None
+        if engine.upstream is not None:  # the prompt as given: the upstream tokenizes it
+            bias = req.logit_bias
+            call = UpstreamCall(
+                prompt=req.prompt_text(),
+                logit_bias={str(k): float(v) for k, v in bias.items()} if bias else None,
+            )
+        request = GenerationRequest(tokens, req.sampling_params(max_tokens), request_id, call)
         prompt = req.prompt
-        return PreparedCompletion(
+        prepared = PreparedCompletion(
             id=f"cmpl-{uuid.uuid4().hex}",
             created=int(time.time()),
             model=req.model or self.state.model_id,
@@ -90,6 +97,8 @@ class CompletionService:
             include_usage=bool(req.stream_options and req.stream_options.include_usage),
             echo=prompt if req.echo and isinstance(prompt, str) else "",
         )
+        await prepared.handle.accepted()  # an upstream's refusal is a status, not a stream
+        return prepared
 
     def _chunk(
         self,
