@@ -664,3 +664,72 @@ def test_model_and_llm_url_exclude_each_other():
         "serve", "--llm-url", "http://127.0.0.1:9/v1", "--llm-tokenizer", "/no/such.gguf"
     )
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_responses_api_through_the_upstream(fronted):
+    """Responses (what Codex CLI and the Agents SDK speak) sits above the engine too."""
+    client = sdk(fronted.url)
+    resp = client.responses.create(
+        model="smollm2", input=QUESTION, max_output_tokens=20, temperature=0
+    )
+    assert resp.status in ("completed", "incomplete") and resp.output_text
+    message = next(item for item in resp.output if item.type == "message")
+    assert message.content[0].text == resp.output_text
+    assert "falcon.pdf" in resp.output_text  # the sources footer, from retrieval
+    again = client.responses.create(
+        model="smollm2-norag",
+        previous_response_id=resp.id,
+        input="And in one word?",
+        max_output_tokens=8,
+    )
+    assert again.output_text and again.usage.input_tokens > resp.usage.output_tokens
+
+
+def test_responses_function_calls_parsed_upstream(scripted):
+    fake, live = scripted
+    fake.answer = (
+        "calls",
+        [
+            {
+                "index": 0,
+                "id": "call_up_9",
+                "type": "function",
+                "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+            }
+        ],
+    )
+    resp = sdk(live.url).responses.create(
+        model="smollm2-norag",
+        input="look it up",
+        tools=[
+            {
+                "type": "function",
+                "name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+            }
+        ],
+    )
+    call = next(item for item in resp.output if item.type == "function_call")
+    assert call.name == "lookup" and json.loads(call.arguments) == {"q": "x"}
+    assert fake.bodies[-1]["tools"][0]["function"]["name"] == "lookup"
+
+
+def test_a_silent_upstream_ends_the_stream_after_the_read_timeout(index_dir, retriever):
+    fake = Scripted()
+    fake.answer = ("slow", 1)
+    with LiveServer(fake) as up:
+        settings = make_settings(index_dir, llm_url=up.url + "/v1", llm_read_timeout=1.0)
+        app = create_app(settings, retriever=retriever)
+        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as http:
+            assert wait_ready(http).status_code == 200
+            started = time.monotonic()
+            body = {
+                "model": "smollm2-norag",
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": True,
+            }
+            with http.stream("POST", "/v1/chat/completions", json=body) as r:
+                lines = [line for line in r.iter_lines() if line.startswith("data:")]
+            assert time.monotonic() - started < 15
+            assert "--llm-read-timeout" in lines[-1] and '"t0 "' in "".join(lines)
+            assert fake.disconnected.wait(10)  # and the upstream request was closed
