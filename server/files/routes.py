@@ -9,14 +9,15 @@ from litestar import Request, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import File
 
 from ragserve.errors import InvalidRequest
 
 from ..access.policy import needs, principal_of
+from ..pages import Cursor, Order, Page
 from .protocol import FileDeleted, FileList, FileObject
-from .service import FileService
+from .service import FILES_PAGE_MAX, FileService
 
 MULTIPART_SLACK = 64 * 1024  # the form's own fields and boundaries
 
@@ -62,8 +63,17 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
     operation_id="listFiles",
     tags=["files"],
 )
-async def list_files(request: Request, files: FileService) -> FileList:
-    return await asyncio.to_thread(files.list, principal_of(request))
+async def list_files(
+    request: Request,
+    files: FileService,
+    limit: Annotated[int, Parameter(ge=1, le=FILES_PAGE_MAX)] = FILES_PAGE_MAX,
+    after: Cursor = None,
+    before: Cursor = None,
+    order: Order = "desc",
+    purpose: Annotated[str | None, Parameter(max_length=64)] = None,
+) -> FileList:
+    page = Page(limit, after, before, order)
+    return await asyncio.to_thread(files.list, principal_of(request), page, purpose)
 
 
 @get(

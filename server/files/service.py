@@ -16,6 +16,7 @@ from ragserve.retrieval.store import DocumentRow, is_upload, sha256_file
 from ..access.keys import LOCAL, Principal
 from ..access.visible import DEFAULT_STORE, Visibility
 from ..catalog import PDF_MAGIC, Catalog, FileRecord
+from ..pages import Page, paginate
 from ..state import AppState
 from ..vector_stores.service import VectorStores
 from .protocol import FileDeleted, FileList, FileObject
@@ -37,6 +38,9 @@ def from_record(r: FileRecord) -> FileObject:
     return FileObject(
         id=r.id, bytes=r.bytes, created_at=r.created_at, filename=r.filename, purpose=r.purpose
     )
+
+
+FILES_PAGE_MAX = 10_000  # OpenAI's default and largest page of files
 
 
 class FileService:
@@ -87,7 +91,9 @@ class FileService:
             return
         self.visible.check_file(principal, fid, corpus=self.catalog.file(fid) is None)
 
-    def list(self, principal: Principal = LOCAL) -> FileList:
+    def list(
+        self, principal: Principal = LOCAL, page: Page | None = None, purpose: str | None = None
+    ) -> FileList:
         seen = self.visible.files(principal)
         data = {r.id: from_record(r) for r in self.catalog.files() if seen is None or r.id in seen}
         rows: list[DocumentRow] = []
@@ -100,12 +106,8 @@ class FileService:
             if is_upload(row):
                 continue  # listed above, by the upload's id
             data.setdefault(file_id(row.sha256), from_document(row))
-        items = list(data.values())
-        return FileList(
-            data=items,
-            first_id=items[0].id if items else None,
-            last_id=items[-1].id if items else None,
-        )
+        items = [f for f in data.values() if purpose is None or f.purpose == purpose]
+        return FileList(**paginate(items, page or Page(limit=FILES_PAGE_MAX)))
 
     def retrieve(self, fid: str, principal: Principal = LOCAL) -> FileObject:
         self._check(fid, principal)

@@ -12,6 +12,7 @@ from ragserve.retrieval.search import document_file_id
 from ..access.keys import LOCAL, Principal
 from ..access.visible import Visibility
 from ..catalog import StoreFileRecord, StoreRecord
+from ..pages import Page, paginate
 from ..protocol import validate_filter
 from .protocol import (
     CreateBatch,
@@ -102,14 +103,10 @@ class StoreApi:
     def _sizes(self) -> dict[str, int]:
         return {f.id: f.bytes for f in self.catalog.files()}
 
-    def list(self, principal: Principal = LOCAL) -> VectorStoreList:
+    def list(self, principal: Principal = LOCAL, page: Page | None = None) -> VectorStoreList:
         sizes = self._sizes()
         data = [self._store(r, sizes) for r in self.visible.stores(principal)]
-        return VectorStoreList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        return VectorStoreList(**paginate(data, page or Page()))
 
     def get(self, sid: str) -> VectorStore:
         return self._store(self.stores.record(sid))
@@ -131,14 +128,13 @@ class StoreApi:
         self._known([body.file_id], principal)
         return self._file(self.stores.attach(sid, body.file_id, body.attributes or {}))
 
-    def files(self, sid: str) -> VectorStoreFileList:
+    def files(
+        self, sid: str, page: Page | None = None, status: str | None = None
+    ) -> VectorStoreFileList:
         self.stores.record(sid)
         data = [self._file(f) for f in self.catalog.store_files(sid)]
-        return VectorStoreFileList(
-            data=data,
-            first_id=data[0].id if data else None,
-            last_id=data[-1].id if data else None,
-        )
+        data = [f for f in data if status is None or f.status == status]
+        return VectorStoreFileList(**paginate(data, page or Page()))
 
     def _record(self, sid: str, fid: str) -> StoreFileRecord:
         self.stores.record(sid)

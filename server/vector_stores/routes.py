@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from litestar import Request, delete, get, post
 
 from ..access.policy import needs, principal_of
 from ..body import decode_body
+from ..pages import Cursor, Limit, Order, Page
 from .api import StoreApi
 from .protocol import (
     CreateBatch,
@@ -51,8 +53,16 @@ async def create_store(request: Request, stores: StoreApi) -> VectorStore:
     tags=TAGS,
     summary="List vector stores",
 )
-async def list_stores(request: Request, stores: StoreApi) -> VectorStoreList:
-    return await asyncio.to_thread(stores.list, principal_of(request))
+async def list_stores(
+    request: Request,
+    stores: StoreApi,
+    limit: Limit = 20,
+    after: Cursor = None,
+    before: Cursor = None,
+    order: Order = "desc",
+) -> VectorStoreList:
+    page = Page(limit, after, before, order)
+    return await asyncio.to_thread(stores.list, principal_of(request), page)
 
 
 @get(
@@ -111,8 +121,17 @@ async def attach_file(vector_store_id: str, request: Request, stores: StoreApi) 
     tags=TAGS,
     summary="List a vector store's files and their ingest status",
 )
-async def list_files(vector_store_id: str, stores: StoreApi) -> VectorStoreFileList:
-    return await asyncio.to_thread(stores.files, vector_store_id)
+async def list_files(
+    vector_store_id: str,
+    stores: StoreApi,
+    limit: Limit = 20,
+    after: Cursor = None,
+    before: Cursor = None,
+    order: Order = "desc",
+    filter: Literal["in_progress", "completed", "failed", "cancelled"] | None = None,
+) -> VectorStoreFileList:
+    page = Page(limit, after, before, order)
+    return await asyncio.to_thread(stores.files, vector_store_id, page, filter)
 
 
 @get(
