@@ -43,6 +43,11 @@ from .types import (
 log = structlog.get_logger(__name__)
 
 
+# How long close() waits for a decode step in progress (a long CPU prompt chunk) before it
+# gives up and keeps the memory: a shutdown stays bounded.
+CLOSE_WAIT_S = 15.0
+
+
 class Scheduler:
     """Continuous batching of requests over a Backend's sequences (slots)."""
 
@@ -110,14 +115,26 @@ class Scheduler:
             yield event
 
     def shutdown(self, message: str) -> None:
-        """End every running and waiting request with an error (the server is going down)."""
+        """End every running and waiting request with an error (the server is going down).
+
+        Their clients hear it at once, from this thread: the worker may be inside a long
+        decode step (a CPU reading a prompt chunk takes seconds), and a shutdown's grace
+        must not wait for it. The worker frees the slots and the line at its next step."""
         self._inbox.put(message)
+        error = EngineFailed(message)
+        with self._inbox.mutex:
+            submitted = [j for j in self._inbox.queue if isinstance(j, Job)]
+        jobs = [s.job for s in self._slots] + list(self._waiting) + submitted
+        for job in jobs:
+            if job is not None:
+                job.cancelled.set()
+                job.emit(error)
 
     def close(self) -> bool:
         """Stop the worker (running requests end as cancelled). False if it is stuck in a
         decode: then the backend's memory must not be freed under it."""
         self._inbox.put(None)
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=CLOSE_WAIT_S)
         if self._thread.is_alive():
             return False
         for slot in self._slots:

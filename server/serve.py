@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+import msgspec
 import structlog
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -68,16 +69,64 @@ def header_timeout_protocol(timeout: float) -> type[H11Protocol]:
     return Protocol
 
 
-class TimedBody:
-    """ASGI middleware: 408 when the request body stops arriving for `timeout` seconds."""
+MIN_BODY_RATE = 64 * 1024  # bytes/s a body must average beyond --request-timeout
+UPLOAD_BYTES = 1024 * 1024  # bodies above this (or of unknown length) are uploads
+_TOO_MANY = msgspec.json.encode(
+    {
+        "error": {
+            "message": "too many uploads are being received at once; retry shortly",
+            "type": "rate_limit_error",
+            "param": None,
+            "code": "too_many_uploads",
+        }
+    }
+)
 
-    def __init__(self, app: Any, timeout: float) -> None:
+
+class TimedBody:
+    """ASGI middleware: a deadline for the request body (408 when it is not all there in
+    time, however it trickles), and a bound on the uploads received at once (429).
+
+    The deadline is `timeout` plus a second per MIN_BODY_RATE bytes the body declares (an
+    upload of unknown length gets what `max_body` would), counted from when the headers
+    arrived: a client sending a byte every few seconds can hold a connection only that
+    long, and only `max_uploads` such large bodies are read at once."""
+
+    def __init__(
+        self, app: Any, timeout: float, *, max_body: int = 4 << 20, max_uploads: int = 8
+    ) -> None:
         self.app = app
         self.timeout = timeout
+        self.max_body = max_body
+        self.max_uploads = max_uploads
+        self.uploads = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        length = _content_length(scope)
+        chunked = length is None and any(
+            k == b"transfer-encoding" for k, _ in scope.get("headers") or ()
+        )
+        declared = self.max_body if chunked else (length or 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout + declared / MIN_BODY_RATE
+        upload = chunked or declared > UPLOAD_BYTES
+        if upload and self.uploads >= self.max_uploads:
+            log.info("http.too_many_uploads", open=self.uploads)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_TOO_MANY)).encode()),
+                        (b"retry-after", b"5"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _TOO_MANY})
+            return
         done = False
 
         async def timed() -> dict[str, Any]:
@@ -85,16 +134,34 @@ class TimedBody:
             if done:  # after the body: waiting for a disconnect, no limit
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
             except TimeoutError:
                 raise RequestTimeout(
-                    f"the request body did not arrive within {self.timeout:g} seconds"
+                    f"the request body did not arrive within {deadline - started:.0f} seconds "
+                    f"(--request-timeout {self.timeout:g} s, plus 1 s per 64 KiB)"
                 ) from None
             if message["type"] != "http.request" or not message.get("more_body"):
                 done = True
             return message
 
-        return await self.app(scope, timed, send)
+        started = loop.time()
+        if upload:
+            self.uploads += 1
+        try:
+            return await self.app(scope, timed, send)
+        finally:
+            if upload:
+                self.uploads -= 1
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for key, value in scope.get("headers") or ():
+        if key == b"content-length":
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return None
+    return None
 
 
 class GracefulServer(uvicorn.Server):
@@ -133,7 +200,12 @@ class GracefulServer(uvicorn.Server):
 def run(app: Any, settings: Settings) -> None:
     """Serve `app` (the boot front) with the settings' limits until SIGTERM/SIGINT."""
     config = uvicorn.Config(
-        TimedBody(app, settings.request_timeout),
+        TimedBody(
+            app,
+            settings.request_timeout,
+            max_body=max(settings.max_body_bytes, settings.max_upload_bytes),
+            max_uploads=settings.max_uploads,
+        ),
         host=settings.host,
         port=settings.port,
         log_config=None,

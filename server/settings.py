@@ -70,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True):
     response_retention_days: float = 30.0
     shutdown_grace: float = 30.0
     request_timeout: float = 30.0
+    max_uploads: int = 8  # request bodies over 1 MiB being received at once
     max_connections: int = 1000
     log_level: str = "info"
     log_json: bool | None = None
@@ -395,7 +396,15 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "--request-timeout",
         number(1),
         30.0,
-        "seconds a client may take to send a request's headers and body",
+        "seconds a client may take to send a request's headers and body (a deadline, not an idle "
+        "timeout); a body gets 1 s more per 64 KiB it declares",
+    ),
+    Option(
+        "max_uploads",
+        "--max-uploads",
+        whole(1),
+        8,
+        "request bodies over 1 MiB (uploads) received at once; more get 429 + Retry-After",
     ),
     Option(
         "max_connections",

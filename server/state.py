@@ -133,17 +133,24 @@ class AppState:
 
     def close(self) -> None:
         closers, self.on_close = self.on_close, []
+        seconds: dict[str, float] = {}
         for close in reversed(closers):
+            name = getattr(close, "__qualname__", "?")
+            started = time.perf_counter()
             try:
                 close()
             except Exception:
-                log.exception("server.close_failed", part=getattr(close, "__qualname__", "?"))
+                log.exception("server.close_failed", part=name)
+            seconds[name] = round(time.perf_counter() - started, 3)
         self.keys.close()
         engine = self._engine
         if engine is not None and self._observe in engine.listeners:
             engine.listeners.remove(self._observe)
         if self._owns_engine and engine is not None:
+            started = time.perf_counter()
             engine.close()
+            seconds["engine"] = round(time.perf_counter() - started, 3)
+        log.info("server.closed", seconds=seconds)  # what a slow stop waited for
 
     def submit(self, request: GenerationRequest, principal: Principal) -> Any:
         """Hand a generation to the engine; its tokens count against the key's tpm."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import httpx
 import openai
 from helpers import ROOT
 from liveserver import free_port
+
+from ragserve.engine.scheduler import CLOSE_WAIT_S
 
 
 def test_serve_is_live_before_ready_then_serves(index_dir, tmp_path):
@@ -134,7 +137,16 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
     import socket
 
     proc, url, log = _start(
-        index_dir, tmp_path, "--request-timeout", "1", "--shutdown-grace", "1", "--n-ctx", "4096"
+        index_dir,
+        tmp_path,
+        "--request-timeout",
+        "1",
+        "--shutdown-grace",
+        "1",
+        "--n-ctx",
+        "4096",
+        "--max-uploads",
+        "1",
     )
     try:
         port = int(url.rsplit(":", 1)[1])
@@ -153,6 +165,41 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
                 reply += part
             assert reply.startswith(b"HTTP/1.1 408"), reply
             assert b'"request_timeout"' in reply
+        # a body that trickles (a byte every 0.3 s) gets no longer: the timeout is a deadline
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            sock.settimeout(0.3)
+            started, reply = time.monotonic(), b""
+            while b'"request_timeout"' not in reply and time.monotonic() - started < 10:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(b" ")
+                with contextlib.suppress(TimeoutError):
+                    reply += sock.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408"), reply
+            assert time.monotonic() - started < 4  # 1 s, not 100 bytes x 0.3 s
+        # past --max-uploads large bodies at once: 429 before reading it
+        head = (
+            b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n"
+            b"Content-Type: multipart/form-data; boundary=x\r\n\r\n--x\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(head)
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+                second.sendall(head)
+                answer = b""
+                while b"too_many_uploads" not in answer and (part := second.recv(4096)):
+                    answer += part
+            assert answer.startswith(b"HTTP/1.1 429") and b"too_many_uploads" in answer
+        time.sleep(0.5)  # the first one's client went away: its place is free again
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
+            third.sendall(head)
+            third.settimeout(1.0)
+            with contextlib.suppress(TimeoutError):
+                assert not third.recv(4096).startswith(b"HTTP/1.1 429")
         # SIGTERM while a long answer streams: it ends with an error frame, never a cut
         body = {
             "model": "x-norag",
@@ -162,6 +209,7 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
             "stream": True,
         }
         frames: list[str] = []
+        signalled = 0.0
         with (
             httpx.Client(base_url=url, timeout=60) as http,
             http.stream("POST", "/v1/chat/completions", json=body) as resp,
@@ -172,8 +220,13 @@ def test_slow_clients_time_out_and_sigterm_ends_streams_cleanly(index_dir, tmp_p
                     frames.append(line)
                 if len(frames) == 3:
                     proc.send_signal(signal.SIGTERM)
+                    signalled = time.monotonic()
+        ended = time.monotonic() - signalled
         assert frames[-1] == "data: [DONE]" or '"error"' in frames[-1], frames[-3:]
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+        # the grace (1 s) bounds the stream: its error frame does not wait for a decode step
+        assert ended < 1 + 5, ended
+        # and the process: the grace, then at most CLOSE_WAIT_S for a decode in progress
+        assert proc.wait(timeout=1 + CLOSE_WAIT_S + 10) in (0, -signal.SIGTERM)
     finally:
         if proc.poll() is None:
             proc.kill()
