@@ -57,12 +57,14 @@ class TurnMemory:
         self._lock = threading.Lock()
         self.namespace = ""
 
-    def scoped(self, namespace: str | None) -> TurnMemory:
-        """The same memory, seen by one caller: another key sending the same conversation
-        finds nothing (the passages were retrieved for the stores of the first)."""
+    def scoped(self, caller: str | None, stores: Sequence[str] | None = None) -> TurnMemory:
+        """The same memory, seen by one caller asking one set of stores: another key, or
+        the same conversation sent to another store (`model@other`), finds nothing (the
+        passages were retrieved for the first's stores and may not be the second's)."""
         view = TurnMemory.__new__(TurnMemory)
         view.size, view._items, view._lock = self.size, self._items, self._lock
-        view.namespace = namespace or ""
+        where = ",".join(sorted(stores)) if stores is not None else ""
+        view.namespace = f"{caller or ''}\x00{where}"
         return view
 
     def key(self, messages: Sequence[dict[str, Any]]) -> str:

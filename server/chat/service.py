@@ -256,7 +256,9 @@ class ChatService:
             hits,
             req.requested_max_tokens(),
             s.default_max_tokens,
-            self.memory.scoped(principal.name) if rag_on else None,
+            self.memory.scoped(principal.name, search.stores if search else None)
+            if rag_on
+            else None,
             plan.tools if plan is not None else None,
         )
         if packed.sources:  # new ones, or remembered for a turn after tool calls

@@ -103,6 +103,17 @@ def test_turn_memory_restores_earlier_augmented_turns():
     assert second.prompt_tokens[: len(first.prompt_tokens) - 1] == first.prompt_tokens[:-1]
 
 
+def test_turn_memory_is_per_caller_and_per_store():
+    engine, memory = FakeEngine(n_ctx=1000), rag.TurnMemory()
+    turn1 = [user("Falcon budget?")]
+    turn2 = [*turn1, {"role": "assistant", "content": "4.2"}, user("who manages it?")]
+    rag.pack(engine, turn1, [hit(1)], None, 20, memory.scoped("alice", ["vs_a"]))
+    same = rag.pack(engine, turn2, [], None, 20, memory.scoped("alice", ["vs_a"]))
+    assert "w1_0" in same.messages[0]["content"]  # the first turn's passage, put back
+    for other in (memory.scoped("alice", ["vs_b"]), memory.scoped("bob", ["vs_a"])):
+        assert "w1_0" not in rag.pack(engine, turn2, [], None, 20, other).messages[0]["content"]
+
+
 def test_sources_footer_lists_cited_sources_or_all():
     packed = rag.pack(FakeEngine(n_ctx=1000), [user("q")], [hit(1), hit(2, doc="b.pdf")], None, 5)
     assert rag.sources_footer("see [2]", packed.sources) == "\n\nSources:\n[2] b.pdf, p. 2"
