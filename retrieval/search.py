@@ -44,6 +44,9 @@ class Hit(msgspec.Struct, frozen=True):
     text: str
     char_start: int
     char_end: int
+    # the Files API id of the document, where the hit comes from a vector store (two stores
+    # may each hold a file of the same name: the name alone does not say which)
+    file_id: str | None = None
 
     def snippet(self, limit: int = SNIPPET_CHARS) -> str:
         text = " ".join(self.text.split())
@@ -81,11 +84,11 @@ def merge_places(hits: list[Hit]) -> list[Hit]:
     """Overlapping or adjacent chunks of one document as one passage spanning their pages,
     so a list of sources names distinct places and no text is given twice. Places keep
     the rank of their best chunk (and its id and score)."""
-    rank = {h.chunk_id: i for i, h in enumerate(hits)}
+    rank = {id(h): i for i, h in enumerate(hits)}  # chunk ids repeat across stores' indexes
     places: list[tuple[int, Hit]] = []
-    by_document: dict[str, list[Hit]] = {}
+    by_document: dict[tuple[str | None, str], list[Hit]] = {}
     for h in hits:
-        by_document.setdefault(h.document, []).append(h)
+        by_document.setdefault((h.file_id, h.document), []).append(h)
     for group in by_document.values():
         group.sort(key=lambda h: (h.char_start, h.char_end))
         run = [group[0]]
@@ -100,16 +103,16 @@ def merge_places(hits: list[Hit]) -> list[Hit]:
 
 
 def _merged(run: list[Hit], rank: dict[int, int]) -> tuple[int, Hit]:
-    best = min(run, key=lambda h: rank[h.chunk_id])
+    best = min(run, key=lambda h: rank[id(h)])
     if len(run) == 1:
-        return rank[best.chunk_id], best
+        return rank[id(best)], best
     text, end = run[0].text, run[0].char_end
     for h in run[1:]:
         if h.char_end <= end:
             continue  # inside what the run already holds
         text = _join(text, h.text, end - h.char_start)
         end = h.char_end
-    return rank[best.chunk_id], msgspec.structs.replace(
+    return rank[id(best)], msgspec.structs.replace(
         best,
         page=min(h.page for h in run),
         page_end=max(h.page_end for h in run),

@@ -239,6 +239,7 @@ def pack(
             score=h.score,
             snippet=h.snippet(),
             chunk_id=h.chunk_id,
+            file_id=h.file_id,
         )
         for i, h in enumerate(used, 1)
     ]

@@ -78,7 +78,8 @@ class Prepared(Admitted):
     parallel: bool = True
     query: str | None = None  # what was searched (None: no search this turn)
     hits: list[Hit] = field(default_factory=list)  # the passages behind `sources`, whole
-    records: dict[str, StoreFileRecord] = field(default_factory=dict)  # stores' files, by path
+    # the stores' records of the hits' files, by file id (a corpus document's: by path)
+    records: dict[str, StoreFileRecord] = field(default_factory=dict)
     principal: Principal = LOCAL
 
 
@@ -262,8 +263,7 @@ class ChatService:
             plan.tools if plan is not None else None,
         )
         if packed.sources:  # new ones, or remembered for a turn after tool calls
-            ids = {d: r.file_id for d, r in records.items() if r.file_id}
-            packed.sources = self._linked(packed.sources, base_url, ids)
+            packed.sources = self._linked(packed.sources, base_url)
         return sampling, packed, records
 
     def _search(self, search: Search) -> tuple[list[Hit], dict[str, StoreFileRecord]]:
@@ -288,16 +288,17 @@ class ChatService:
             )
         pairs.sort(key=lambda pair: -pair[1].score)
         pairs = pairs[: search.top_k]
-        return [h for _, h in pairs], {h.document: r for r, h in pairs}
+        return [h for _, h in pairs], {h.file_id or h.document: r for r, h in pairs}
 
-    def _linked(self, sources: list[Source], base_url: str, ids: dict[str, str]) -> list[Source]:
+    def _linked(self, sources: list[Source], base_url: str) -> list[Source]:
         """Sources with their file ids and links to the PDF at the page."""
-        rows = self.state.retriever.documents(s.document for s in sources if s.document not in ids)
+        wanted = (s.document for s in sources if s.file_id is None)
+        rows = self.state.retriever.documents(wanted)
         signer = self.state.signer
         out = []
         for s in sources:
             row = rows.get(s.document)
-            fid = ids.get(s.document) or (document_file_id(row) if row else None)
+            fid = s.file_id or (document_file_id(row) if row else None)
             if fid is None:
                 out.append(s)
                 continue

@@ -235,7 +235,7 @@ class ResponseService:
         if "file_search_call.results" in include:
             results = []
             for source, hit in zip(p.sources, p.hits, strict=False):
-                record = p.records.get(source.document)
+                record = p.records.get(source.file_id or source.document)
                 attributes = dict(record.attributes) if record else {}
                 attributes["ragserve.page"] = source.page
                 attributes["ragserve.page_end"] = source.page_end

@@ -312,10 +312,12 @@ class VectorStores:
                 continue  # being removed, or replaced
             # OpenAI's scores are 0..1: the hybrid score scaled (>= 0.5: an identifier of
             # the query named this document)
-            h = msgspec.structs.replace(h, score=round(min(1.0, h.score / MAX_SCORE), 6))
+            record = record or _corpus_record(sid, h.document)
+            score = round(min(1.0, h.score / MAX_SCORE), 6)
+            h = msgspec.structs.replace(h, score=score, file_id=record.file_id or None)
             if threshold is not None and h.score < threshold:
                 continue
-            out.append((record or _corpus_record(sid, h.document), h))
+            out.append((record, h))
         return out
 
 

@@ -415,3 +415,29 @@ def test_an_attach_racing_a_delete_gets_a_clear_answer(own, pdfs):
         time.sleep(0.2)
     left = {f.id for f in sdk.vector_stores.files.list(vector_store_id=store.id)}
     assert left <= {f.id for f in sdk.files.list()}  # no record of a deleted file remains
+
+
+def test_same_named_files_in_two_stores_keep_their_own_citation_links(sdk, tmp_path):
+    """Two teams each keep a `report.pdf`: a chat over both stores cites each by its own id."""
+    ids = {}
+    for team, text in (
+        ("north", "The north depot holds 31 cranes."),
+        ("south", "The south depot holds 57 cranes."),
+    ):
+        pdf = pdfgen.write_pdf(tmp_path / team / "report.pdf", [[f"Depot report {team}"], [text]])
+        store = sdk.vector_stores.create(name=f"depots-{team}")
+        with open(pdf, "rb") as fh:
+            done = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+        assert done.status == "completed", done.last_error
+        ids[store.id] = done.id
+    resp = sdk.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": "How many cranes does each depot hold?"}],
+        max_tokens=10,
+        extra_body={"rag": {"vector_store_ids": list(ids)}},
+    )
+    sources = [s for s in resp.model_extra["sources"] if s["document"].endswith("report.pdf")]
+    assert {s["file_id"] for s in sources} == set(ids.values())
+    assert len({s["url"] for s in sources}) == 2
+    for s in sources:  # each link opens the PDF it names
+        assert s["file_id"] in s["url"]
