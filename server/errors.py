@@ -125,11 +125,26 @@ def to_ragserve_error(exc: Exception) -> RagserveError:
     if isinstance(exc, ValidationException):
         message, param = _validation_message(exc)
         return InvalidRequest(message, param=param)
+    if isinstance(exc, HTTPException) and exc.detail == "client disconnected prematurely":
+        return ClientGone("the client closed the connection while sending the body")
     if isinstance(exc, HTTPException):
         message = "request body too large" if exc.status_code == 413 else str(exc.detail)
         headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
         return HTTPError(message, exc.status_code, _HTTP_CODES.get(exc.status_code), headers)
+    if isinstance(exc, UnicodeDecodeError | LookupError) and _raised_reading_form(exc):
+        # a multipart part in bytes that are not its charset, or in a charset nobody knows
+        return InvalidRequest(f"a multipart field could not be decoded: {exc}")
     return RagserveError("internal server error")
+
+
+def _raised_reading_form(exc: BaseException) -> bool:
+    """Whether Litestar's multipart parser raised it (the client's body, not our code)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith("litestar/_multipart.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def handle_exception(request: Request, exc: Exception) -> Response:

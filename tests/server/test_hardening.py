@@ -406,3 +406,72 @@ def test_metrics_labels_preflights_and_unversioned_paths_follow_the_routes(http)
     http.get("/v1/no/such/route")
     labels = set(re.findall(r'route="([^"]*)"', http.get("/metrics").text))
     assert "other" in labels and not any("file-" in lbl or "vs_" in lbl for lbl in labels)
+
+
+PDF_BYTES = b"%PDF-1.4\n%%EOF\n"
+
+
+def multipart(*parts: bytes) -> tuple[bytes, dict]:
+    body = b"".join(b"--B\r\n" + p + b"\r\n" for p in parts) + b"--B--\r\n"
+    return body, {"content-type": "multipart/form-data; boundary=B"}
+
+
+PURPOSE = b'Content-Disposition: form-data; name="purpose"\r\n\r\nassistants'
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        # a file part without a filename (a plain field), and one with an empty filename
+        (b'Content-Disposition: form-data; name="file"\r\n\r\n' + PDF_BYTES, PURPOSE),
+        (
+            b'Content-Disposition: form-data; name="file"; filename=""\r\n'
+            b"Content-Type: application/pdf\r\n\r\n" + PDF_BYTES,
+            PURPOSE,
+        ),
+        # a purpose that is not UTF-8, or in a charset nobody knows
+        (
+            b'Content-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n' + PDF_BYTES,
+            b'Content-Disposition: form-data; name="purpose"\r\n\r\n\xff\xfeassistants',
+        ),
+        (
+            b'Content-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n' + PDF_BYTES,
+            b'Content-Disposition: form-data; name="purpose"\r\n'
+            b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nassistants",
+        ),
+        # no parts at all, and a body that is not multipart despite its label
+        (),
+        (b"garbage without headers",),
+    ],
+)
+def test_malformed_uploads_are_400_not_500(http, parts):
+    body, headers = multipart(*parts)
+    r = http.post("/v1/files", content=body, headers=headers)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert r.json()["error"]["message"]
+    still_serving(http)
+
+
+def test_a_client_leaving_mid_upload_is_not_a_server_error(server, http):
+    import socket
+
+    def failures() -> float:
+        text = http.get("/metrics").text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("ragserve_requests_total") and 'status="500"' in line
+        )
+
+    before = failures()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+            b"Content-Type: multipart/form-data; boundary=B\r\n\r\n--B\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="a.pdf"\r\n\r\n%PDF-1.4\n'
+        )
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert failures() == before
+    still_serving(http)
