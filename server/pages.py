@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 import msgspec
 from litestar.params import Parameter
 
-from ragserve.errors import InvalidRequest
-
 Order = Literal["asc", "desc"]
 Cursor = Annotated[str | None, Parameter(max_length=256, description="an id from the list")]
 Limit = Annotated[int, Parameter(ge=1, le=100, description="items per page (1-100)")]
@@ -44,9 +42,8 @@ def paginate(items: Sequence[T], page: Page) -> dict[str, Any]:
     ordered = sorted(items, key=lambda x: (x.created_at, x.id), reverse=page.order == "desc")
     at = {x.id: i for i, x in enumerate(ordered)}
     start, end = 0, len(ordered)
-    for name, cursor in (("after", page.after), ("before", page.before)):
-        if cursor is not None and cursor not in at:
-            raise InvalidRequest(f"{name}: {cursor!r} is not in this list", param=name)
+    if any(c is not None and c not in at for c in (page.after, page.before)):
+        return {"data": [], "has_more": False, "first_id": None, "last_id": None}
     if page.after is not None:
         start = at[page.after] + 1
     if page.before is not None:
