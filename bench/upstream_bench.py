@@ -92,6 +92,8 @@ def main() -> None:
                 sys.executable,
                 "-m",
                 "ragserve.cli",
+                "--log-level",
+                "warning",
                 "serve",
                 "--index",
                 str(index),
@@ -103,8 +105,6 @@ def main() -> None:
                 "m",
                 "--parallel",
                 str(max(levels)),
-                "--log-level",
-                "warning",
             ]
             if upstream_model:
                 command += ["--llm-model", upstream_model]

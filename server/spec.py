@@ -92,6 +92,9 @@ for _method, _path, _body in [
     if _method == "delete" and "files" not in _path:
         statuses[409] = "the default store is the server's own index: it cannot be deleted"
     ERRORS[(_method, _path)] = statuses
+_PAGE_400 = "a query parameter out of range (`limit`, `order` asc or desc, a filter value)"
+for _path in ("/v1/files", "/v1/vector_stores", "/v1/vector_stores/{vector_store_id}/files"):
+    ERRORS[("get", _path)] = {**ERRORS[("get", _path)], 400: _PAGE_400}
 _RESPONSE_404 = "no such stored response (never stored, deleted, or past the retention)"
 ERRORS[("post", "/v1/responses")] = {
     **_POST,
