@@ -60,6 +60,11 @@ def stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
+def wire_logit_bias(bias: dict[Any, float] | None) -> dict[str, float] | None:
+    """A request's logit_bias as an upstream server takes it (token ids as strings)."""
+    return {str(k): float(v) for k, v in bias.items()} if bias else None
+
+
 def logit_bias_of(bias: dict[str, float] | None, n_vocab: int) -> tuple[tuple[int, float], ...]:
     """OpenAI's `logit_bias` ({"token id": -100..100}) checked against the vocabulary."""
     out = []

@@ -37,6 +37,7 @@ from ..protocol import (
     sampling_from,
     usage_of,
     validate_filter,
+    wire_logit_bias,
 )
 from ..sse import frame
 from ..state import AppState
@@ -112,7 +113,7 @@ def upstream_call(
         tool_choice=choice,
         parallel_tool_calls=req.parallel_tool_calls if plan is not None else None,
         response_format=msgspec.to_builtins(fmt) if fmt and fmt.type != "text" else None,
-        logit_bias={str(k): float(v) for k, v in bias.items()} if bias else None,
+        logit_bias=wire_logit_bias(bias),
     )
 
 

@@ -14,7 +14,7 @@ from ragserve.errors import ContextLengthExceeded, InvalidRequest
 from .. import rag
 from ..access.keys import LOCAL, Principal
 from ..generation import Admitted, collect, stream_frames
-from ..protocol import Usage, logit_bias_of, usage_of
+from ..protocol import Usage, logit_bias_of, usage_of, wire_logit_bias
 from ..sse import frame
 from ..state import AppState
 from .protocol import Completion, CompletionChoice, CompletionRequest
@@ -84,7 +84,7 @@ class CompletionService:
             bias = req.logit_bias
             call = UpstreamCall(
                 prompt=req.prompt_text(),
-                logit_bias={str(k): float(v) for k, v in bias.items()} if bias else None,
+                logit_bias=wire_logit_bias(bias),
             )
         request = GenerationRequest(tokens, req.sampling_params(max_tokens), request_id, call)
         prompt = req.prompt
