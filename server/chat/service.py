@@ -139,47 +139,13 @@ class ChatService:
         started = time.perf_counter()
         req.validate()
         state, s = self.state, self.state.settings
-        rag_on = await asyncio.to_thread(state.resolve_chat_model, req.model, principal)
-        engine = state.engine  # 503 before any work while the model is still loading
-        logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
-        messages = req.template_messages()
-        plan = req.tool_plan()
-        options = req.rag
-        if options is not None and not options.enabled:
-            rag_on = False
-        if retrieval is not None:
-            rag_on = retrieval
-        elif rag_on and rag.is_background_call(messages):
-            rag_on = False
-            log.info("rag.skipped", reason="background call")
-        search: Search | None = None
-        tool_turn = messages[-1]["role"] == "tool"
-        if rag_on and (not tool_turn or (options is not None and options.on_tool_results)):
-            top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
-            filters = (
-                Filters(documents=options.documents) if options and options.documents else None
-            )
-            mode: Mode = options.mode if options else "hybrid"
-            rerank = options.rerank if options else None
-            named = await asyncio.to_thread(state.store_of, req.model, principal)
-            stores = options.vector_store_ids if options else None
-            if options is not None and options.filters is not None:
-                validate_filter(options.filters)
-            search = Search(
-                rag.search_query(messages),
-                top_k,
-                filters,
-                mode,
-                rerank,
-                stores or ([named] if named else None),
-                options.filters if options else None,
-                threshold,
-                principal,
-            )
-        # one hop to a worker thread for the grammar, retrieval and packing: all CPU-bound
-        sampling, packed, records = await asyncio.to_thread(
-            self._build, req, messages, search, rag_on, plan, s.public_url or base_url, principal
+        # one hop to a worker thread for everything before the engine: the model and store
+        # lookups (the catalog), the grammar, retrieval and packing (a hop costs a GIL
+        # hand-off, up to a switch interval when other threads are busy)
+        sampling, packed, records, search, plan = await asyncio.to_thread(
+            self._plan, req, retrieval, threshold, s.public_url or base_url, principal
         )
+        engine, options = state.engine, req.rag
         state.metrics.sources_used.observe(len(packed.sources))
         if len(packed.sources) < packed.retrieved:
             log.info("rag.budget", retrieved=packed.retrieved, used=len(packed.sources))
@@ -218,6 +184,59 @@ class ChatService:
         )
         await prepared.handle.accepted()  # an upstream's refusal is a status, not a stream
         return prepared
+
+    def _plan(
+        self,
+        req: ChatCompletionRequest,
+        retrieval: bool | None,
+        threshold: float | None,
+        base_url: str,
+        principal: Principal,
+    ) -> tuple[
+        SamplingParams, rag.Packed, dict[str, StoreFileRecord], Search | None, ToolPlan | None
+    ]:
+        state, s = self.state, self.state.settings
+        rag_on = state.resolve_chat_model(req.model, principal)
+        engine = state.engine  # 503 before any work while the model is still loading
+        logit_bias_of(req.logit_bias, engine.n_vocab)  # 400 for ids not in the vocabulary
+        messages = req.template_messages()
+        plan = req.tool_plan()
+        options = req.rag
+        if options is not None and not options.enabled:
+            rag_on = False
+        if retrieval is not None:
+            rag_on = retrieval
+        elif rag_on and rag.is_background_call(messages):
+            rag_on = False
+            log.info("rag.skipped", reason="background call")
+        search: Search | None = None
+        tool_turn = messages[-1]["role"] == "tool"
+        if rag_on and (not tool_turn or (options is not None and options.on_tool_results)):
+            top_k = (options.top_k if options and options.top_k else None) or s.rag_top_k
+            filters = (
+                Filters(documents=options.documents) if options and options.documents else None
+            )
+            mode: Mode = options.mode if options else "hybrid"
+            rerank = options.rerank if options else None
+            named = state.store_of(req.model, principal)
+            stores = options.vector_store_ids if options else None
+            if options is not None and options.filters is not None:
+                validate_filter(options.filters)
+            search = Search(
+                rag.search_query(messages),
+                top_k,
+                filters,
+                mode,
+                rerank,
+                stores or ([named] if named else None),
+                options.filters if options else None,
+                threshold,
+                principal,
+            )
+        sampling, packed, records = self._build(
+            req, messages, search, rag_on, plan, base_url, principal
+        )
+        return sampling, packed, records, search, plan
 
     def _build(
         self,
