@@ -12,6 +12,7 @@ import msgspec
 from ragserve.options import Option, SettingError, add_options, number, resolve, whole
 from ragserve.retrieval.config import add_retrieval_arguments, retrieval_settings
 
+from .extract import TEXT_LIMIT_OPTIONS
 from .pipeline import IngestOptions, IngestSummary, run_ingest
 
 INGEST_OPTIONS: tuple[Option, ...] = (
@@ -40,6 +41,7 @@ INGEST_OPTIONS: tuple[Option, ...] = (
         "address-space limit per extraction process, MiB",
         env="RAGSERVE_INGEST_MEMORY_LIMIT_MB",
     ),
+    *TEXT_LIMIT_OPTIONS,
     Option(
         "chunk_tokens",
         "--chunk-tokens",

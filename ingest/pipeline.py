@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ from ragserve.retrieval.store import (
 )
 
 from .chunk import chunk_document
-from .extract import ExtractResult
+from .extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, ExtractResult, TextLimits, extract_pdf
 from .pool import ExtractPool
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ class IngestOptions(msgspec.Struct, frozen=True):
     workers: int = max(1, os.cpu_count() or 1)
     timeout_s: float = 120.0
     memory_limit_mb: int = 2048
+    max_page_chars: int = MAX_PAGE_CHARS
+    max_document_chars: int = MAX_DOCUMENT_CHARS
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     embed_batch_chunks: int = 256
@@ -279,7 +282,9 @@ def _extract(
         by_path.setdefault(str(cand.path), []).append(cand)
     batch = _Batch()
     progress = _progress(options.progress, len(todo))
-    with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb) as pool:
+    limits = TextLimits(options.max_page_chars, options.max_document_chars)
+    extract = functools.partial(extract_pdf, limits=limits)  # pickled to the workers
+    with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb, extract) as pool:
         for path, result in pool.imap_unordered(list(by_path)):
             if cancelled is not None and cancelled():
                 raise IngestCancelled("the ingest was stopped before it finished")

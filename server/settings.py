@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from ragserve.engine.llama import FLASH_ATTN, KV_CACHE_TYPES
+from ragserve.ingest.extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, TEXT_LIMIT_OPTIONS
 from ragserve.options import (
     Option,
     SettingError,
@@ -62,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True):
     max_upload_mb: int = 100
     attach_concurrency: int = 1  # vector-store ingests running at once, all stores together
     attach_workers: int = 2  # extraction processes per running vector-store ingest
+    max_page_chars: int = MAX_PAGE_CHARS
+    max_document_chars: int = MAX_DOCUMENT_CHARS
     data_dir: Path | None = None  # None: the index's parent directory
     public_url: str | None = None  # None: the scheme and Host the request came with
     citation_secret: str | None = None  # None: generated once, kept beside the index
@@ -337,6 +340,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         2,
         "PDF extraction processes for each of those ingests",
     ),
+    *TEXT_LIMIT_OPTIONS,
     Option(
         "data_dir",
         "--data-dir",

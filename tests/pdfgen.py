@@ -162,6 +162,36 @@ def decompression_bomb_pdf(path: Path, megabytes: int = 1024) -> Path:
     return path
 
 
+def text_bomb_pdf(
+    path: Path, megabytes: float = 12, pages: int = 1, string_chars: int = 10_000
+) -> Path:
+    """`pages` pages that all show one compressed content stream holding `megabytes` MB of
+    text in strings of `string_chars` characters, each on its own line of the page: a few
+    kB on disk, text without end for an extractor."""
+    words = b"lorem ipsum dolor sit amet "
+    text = (words * (string_chars // len(words) + 1))[:string_chars]
+    comp = zlib.compressobj(9)
+    count = max(1, round(megabytes * 1_000_000 / string_chars))
+    data = b"".join(
+        comp.compress(b"BT /F1 1 Tf 10 %d Td (%s) Tj ET\n" % (10 + i % 700, text))
+        for i in range(count)
+    )
+    data += comp.flush()
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
+        _HELVETICA,
+    ]
+    objects += [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 3 0 R >>"
+    ] * pages
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
 def page_tree_loop_pdf(path: Path) -> Path:
     """A page tree whose /Kids point back at itself."""
     objects = _page_objects(b"BT /F1 12 Tf 72 700 Td (loop) Tj ET", _HELVETICA)

@@ -245,7 +245,13 @@ class VectorStores:
                     and (r := records.get(f.file_id)) is not None
                 ]
                 reports: dict[str, FileReport] = {}
-                options = IngestOptions(index_dir=backend.where, paths=[], workers=s.attach_workers)
+                options = IngestOptions(
+                    index_dir=backend.where,
+                    paths=[],
+                    workers=s.attach_workers,
+                    max_page_chars=s.max_page_chars,
+                    max_document_chars=s.max_document_chars,
+                )
                 try:
                     summary = sync_uploads(
                         backend,

@@ -18,7 +18,7 @@ import pytest
 from helpers import ROOT, ragserve
 
 from ragserve.errors import EmbeddingModelMismatch
-from ragserve.ingest.extract import extract_pdf
+from ragserve.ingest.extract import TextLimits, _Pdfium, extract_pdf
 from ragserve.ingest.pipeline import IngestOptions, run_ingest
 from ragserve.retrieval.index import current_version, ingest_lock
 from ragserve.retrieval.search import Filters, Retriever
@@ -246,6 +246,61 @@ def test_killed_ingest_leaves_previous_index_usable(tmp_path: Path, corpus: Path
     # the next ingest cleans up after the killed one and completes
     summary = ingest(index, corpus, embedder=embedder)
     assert summary.ingested == 30 and not list((index / "versions").glob("*.tmp"))
+
+
+def test_a_text_bomb_stops_at_the_page_limit_not_after_its_text(tmp_path: Path):
+    # 12 MB of text in 35 kB: pypdf alone reads all of it (seconds), then the chunker and
+    # the embedder would take minutes; the count stops it at the limit
+    bomb = pdfgen.text_bomb_pdf(tmp_path / "bomb.pdf", megabytes=12)
+    assert bomb.stat().st_size < 100_000
+    result = extract_pdf(bomb)
+    assert result.status == "skipped" and not result.pages
+    assert "page 1 holds" in result.reason and "--max-page-chars" in result.reason
+    assert "100,000" in result.reason
+    # the limits are settings: a smaller one refuses a smaller page
+    limits = TextLimits(page_chars=5_000)
+    small = pdfgen.text_bomb_pdf(tmp_path / "small.pdf", megabytes=0.02)
+    assert extract_pdf(small).status == "ok"  # 20k characters: under the default
+    assert "--max-page-chars" in extract_pdf(small, limits).reason
+
+
+def test_the_pdfium_path_counts_against_the_limits_too(tmp_path: Path, monkeypatch):
+    small = pdfgen.text_bomb_pdf(tmp_path / "small.pdf", megabytes=0.02)
+
+    def unreadable(*_a, **_kw):
+        raise ValueError("pypdf cannot read this one")
+
+    monkeypatch.setattr("pypdf.PdfReader", unreadable)
+    opened = _Pdfium(small)
+    assert len(opened.doc()) == 1  # pdfium reads it
+    opened.close()
+    assert extract_pdf(small).status == "ok"
+    refused = extract_pdf(small, TextLimits(page_chars=5_000))
+    assert refused.status == "skipped" and "--max-page-chars" in refused.reason
+
+
+def test_a_document_over_its_limit_is_skipped_saying_so(tmp_path: Path):
+    # 40 pages of 20k characters: each page is fine, the document is not
+    many = pdfgen.text_bomb_pdf(tmp_path / "many.pdf", megabytes=0.02, pages=40)
+    assert extract_pdf(many).status == "ok"
+    result = extract_pdf(many, TextLimits(document_chars=500_000))
+    assert result.status == "skipped" and "--max-document-chars" in result.reason
+    assert "by page 25" in result.reason  # 25 x 20,000 > 500,000: it stopped there
+
+
+def test_the_cli_text_limits_skip_a_file_and_ingest_the_rest(tmp_path: Path, corpus: Path):
+    pdfgen.text_bomb_pdf(corpus / "bomb.pdf", megabytes=0.05)  # 50k characters, one page
+    index = tmp_path / "index"
+    out = ragserve(
+        "ingest", str(corpus), "--index", str(index), "--json", "--max-page-chars", "20000"
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["ingested"] == 2 and summary["skipped"] == 1
+    (problem,) = summary["problems"]
+    assert problem["path"] == "bomb.pdf" and "over the limit of 20,000" in problem["reason"]
+    bad = ragserve("ingest", str(corpus), "--index", str(index), "--max-page-chars", "10")
+    assert bad.returncode == 2 and "--max-page-chars" in bad.stderr
 
 
 def test_cli_ingest_json_and_search(tmp_path: Path, corpus: Path):

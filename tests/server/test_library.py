@@ -54,6 +54,7 @@ def pdfs(tmp_path_factory) -> dict[str, Path]:
             root / "v2" / "zephyr.pdf",
             [["Supply agreement ZEPHYR-88, revised"], ["Now 950 pump units, to Incheon."]],
         ),
+        "bomb": pdfgen.text_bomb_pdf(root / "bomb.pdf", megabytes=12),
         "hostile": pdfgen.truncated_pdf(
             pdfgen.write_pdf(root / "whole.pdf", CONTRACT_EN), root / "broken.pdf"
         ),
@@ -122,6 +123,18 @@ def test_a_hostile_pdf_fails_with_its_reason_and_the_store_keeps_serving(sdk, pd
         bad = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
     assert bad.status == "failed"
     assert bad.last_error.code == "invalid_file" and bad.last_error.message
+    assert search(sdk, store.id, "GX-4471")[0].filename == "계약서.pdf"
+
+
+def test_a_text_bomb_upload_fails_at_the_text_limit_and_the_store_keeps_serving(sdk, pdfs):
+    store = sdk.vector_stores.create(name="text-bomb")
+    with open(pdfs["ko"], "rb") as fh:
+        sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    with open(pdfs["bomb"], "rb") as fh:
+        bad = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    # refused by the count, not by the per-file time limit (which would say "timed out")
+    assert bad.status == "failed" and bad.last_error.code == "invalid_file"
+    assert "--max-page-chars" in bad.last_error.message
     assert search(sdk, store.id, "GX-4471")[0].filename == "계약서.pdf"
 
 
