@@ -86,6 +86,15 @@ class Model:
         self.metadata = self._metadata()
         self._pieces: dict[int, bytes] = {}
 
+    @property
+    def n_ctx_train(self) -> int | None:
+        """The context the model was trained for (its GGUF metadata), if it says."""
+        arch = self.metadata.get("general.architecture", "")
+        try:
+            return int(self.metadata[f"{arch}.context_length"]) or None
+        except (KeyError, ValueError):
+            return None
+
     def _metadata(self) -> dict[str, str]:
         lib, out = _lib(), {}
         size = 1024

@@ -20,7 +20,7 @@ from .llama import Candidates, Context, Grammar, Model, Sampler, flash_attn_type
 from .llama import kv_cache_type as kv_cache_type_id
 from .scheduler import Scheduler
 from .tool_formats import ToolFormat
-from .types import BackendError, SamplingParams
+from .types import DEFAULT_N_CTX, BackendError, SamplingParams
 
 log = structlog.get_logger(__name__)
 # A GPU's first batched prompt initialises cuBLAS and loads its GEMM kernels: 48 tokens take
@@ -192,7 +192,7 @@ class LlamaEngine(GgufTokens, Scheduler):
         model_path: Path,
         *,
         model_id: str,
-        n_ctx: int = 4096,
+        n_ctx: int | None = None,
         parallel: int = 4,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
@@ -232,6 +232,8 @@ class LlamaEngine(GgufTokens, Scheduler):
         # 0.7 GB when reading instead (H100, bench/RESULTS.md), for 0.3 s more load time.
         model = Model(model_path, n_gpu_layers=n_gpu_layers, mmap=mmap)
         lap("model_s")
+        if n_ctx is None:  # what the model was trained for, within a memory-friendly cap
+            n_ctx = min(DEFAULT_N_CTX, model.n_ctx_train or DEFAULT_N_CTX)
         try:
             ctx = Context(
                 model,

@@ -9,6 +9,11 @@ import msgspec
 
 from .tool_formats import ToolFormat, Trigger
 
+# The context per request when none is set: the model's own if shorter. Open WebUI sends
+# ~7k tokens of builtin tool definitions with every chat; 8k holds them, a question and the
+# sources, and SmolLM2 is trained for 8k (Qwen2.5 for 32k: --n-ctx gives it more).
+DEFAULT_N_CTX = 8192
+
 
 class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
     max_tokens: int = 512

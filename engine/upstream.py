@@ -52,6 +52,7 @@ from ragserve.errors import (
 from .jobs import events_of
 from .tool_formats import ToolFormat, detect
 from .types import (
+    DEFAULT_N_CTX,
     EngineStats,
     Finished,
     GenerationEvent,
@@ -357,7 +358,7 @@ class UpstreamEngine:
         model: str | None = None,
         api_key: str | None = None,
         tokenizer: str | None = None,
-        n_ctx: int = 4096,
+        n_ctx: int | None = None,
         parallel: int = 4,
         max_queue: int = 16,
         connect_timeout: float = 5.0,
@@ -372,7 +373,7 @@ class UpstreamEngine:
         self.listeners: list[Callable[[GenerationRequest, Finished], None]] = []
         self._root = root_of(self.upstream)
         self._model = model  # None: the first the upstream lists
-        self._fallback_ctx = n_ctx
+        self._fallback_ctx = n_ctx or DEFAULT_N_CTX
         self.parallel = max(1, parallel)
         self._max_queue = max_queue
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -154,6 +154,44 @@ def overflow(n_ctx: int, prompt: int, completion: int) -> ContextLengthExceeded:
     )
 
 
+def explain_overflow(
+    engine: Engine,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    prompt_len: int,
+    requested: int | None,
+) -> ContextLengthExceeded:
+    """The 400 for a conversation that does not fit, saying what took the tokens and what
+    to change (sources are fitted into the room left, so they are never the cause)."""
+    tools_cost = prompt_len - len(engine.chat_tokens(messages)) if tools else 0
+    completion = requested or 1
+    turns = f"{len(messages)} message" + ("s" if len(messages) != 1 else "")
+    parts = [f"{prompt_len - tools_cost} for the conversation ({turns})"]
+    fixes = []
+    if tools:
+        parts.insert(0, f"{tools_cost} for the definitions of {len(tools)} tools")
+        if tools_cost * 3 >= prompt_len:
+            fixes.append(
+                "send fewer tools (Open WebUI sends its builtin tools with every chat: turn "
+                "off the model's Builtin Tools capability in Admin Panel > Settings > Models, "
+                "or set "
+                'DEFAULT_MODEL_METADATA=\'{"capabilities": {"builtin_tools": false}}\')'
+            )
+    fixes.append("shorten the conversation")
+    if requested is not None:
+        fixes.append("ask for a smaller max_tokens")
+    if engine.upstream is None:
+        fixes.append(f"serve with a larger --n-ctx (each slot has {engine.n_ctx} tokens now)")
+    else:
+        fixes.append("give the upstream model a longer context")
+    return ContextLengthExceeded(
+        f"This model's maximum context length is {engine.n_ctx} tokens. However, your "
+        f"messages resulted in {prompt_len} tokens ({', '.join(parts)}), plus {completion} "
+        "for the completion; the library's sources are fitted into what is left and took "
+        f"none. To fix it: {'; '.join(fixes)}."
+    )
+
+
 def plan_max_tokens(engine: Engine, prompt_len: int, requested: int | None, default: int) -> int:
     """The completion budget; raises context_length_exceeded when nothing fits."""
     room = engine.n_ctx - prompt_len
@@ -194,7 +232,10 @@ def pack(
                 messages, base, remembered = restored, tokens, sources  # keep the cached prefix
     if base is None:
         base = engine.chat_tokens(messages, tools)
-    max_tokens = plan_max_tokens(engine, len(base), requested_max_tokens, default_max_tokens)
+    try:
+        max_tokens = plan_max_tokens(engine, len(base), requested_max_tokens, default_max_tokens)
+    except ContextLengthExceeded:
+        raise explain_overflow(engine, messages, tools, len(base), requested_max_tokens) from None
     at = last_user(messages)
     if not hits or at < 0:
         return Packed(base, max_tokens, remembered, len(hits), messages=messages)

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from ragserve.engine.llama import FLASH_ATTN, KV_CACHE_TYPES
+from ragserve.engine.types import DEFAULT_N_CTX
 from ragserve.ingest.extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, TEXT_LIMIT_OPTIONS
 from ragserve.options import (
     Option,
@@ -39,7 +40,7 @@ class Settings(msgspec.Struct, frozen=True):
     llm_read_timeout: float = 120.0
     host: str = "127.0.0.1"
     port: int = 8000
-    n_ctx: int = 4096
+    n_ctx: int | None = None  # None: the model's trained context, at most DEFAULT_N_CTX
     n_gpu_layers: int | None = None  # None: all layers when llama.cpp has a GPU backend
     n_threads: int | None = None
     n_batch: int | None = None  # None: 2048 with every layer on a GPU, else 512
@@ -167,8 +168,9 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "n_ctx",
         "--n-ctx",
         whole(64),
-        4096,
+        None,
         "context window per slot, in tokens (with --llm-url: used when the upstream reports none)",
+        default_text=f"the model's trained context, at most {DEFAULT_N_CTX}",
     ),
     Option(
         "n_gpu_layers",

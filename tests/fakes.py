@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 from ragserve.engine import EngineStats, Finished, GenerationRequest, TextDelta, ToolFormat
@@ -68,7 +69,9 @@ class FakeEngine(SubmitByGenerate):
     tool_format = ToolFormat("hermes", native=False)
 
     def render_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
-        return " ".join(f"<{m['role']}> {m['content']}" for m in messages) + " <assistant>"
+        offered = " ".join(f"<tool> {json.dumps(t)}" for t in tools or ())
+        turns = " ".join(f"<{m['role']}> {m['content']}" for m in messages)
+        return (offered + " " if offered else "") + turns + " <assistant>"
 
     def chat_tokens(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
         return self.tokenize(self.render_chat(messages, tools))

@@ -6,10 +6,14 @@ Not part of CI (Open WebUI and its dependencies are ~3 GB). Run it by hand:
     python3 -m venv /tmp/owui && /tmp/owui/bin/pip install torch==2.13.0 open-webui==0.12.4
     apt-get install -y chromium                     # Debian's Chromium
     .venv/bin/pip install playwright                # the Python driver; no browser download
-    .venv/bin/python tests/e2e/openwebui_citations.py --open-webui /tmp/owui/bin/open-webui
+    .venv/bin/python tests/e2e/openwebui_citations.py --open-webui /tmp/owui/bin/open-webui \
+        [--settings defaults|compose]
 
-It starts ragserve (the bundled SmolLM2, an index of samples/, an API key, so links must
-be signed) and Open WebUI (no login, wired to ragserve), asks a question in the chat page
+It starts ragserve as `make run` does (the bundled SmolLM2 at the default context, an index
+of samples/; plus an API key, so links must be signed) and Open WebUI (no login, wired to
+ragserve) either at its own defaults (builtin tools offered to every model: ~7,000 tokens
+of tool definitions per request) or with the environment compose.yaml's `ui` profile
+gives it (read from compose.yaml), asks a question in the chat page
 with Chromium, waits for the answer, checks the source chips Open WebUI drew from the
 stream's `delta.annotations`, and fetches a chip's URL without credentials: it must be the
 PDF. Screenshots go to --out. Exit status 0 when every check passed.
@@ -57,6 +61,12 @@ def main() -> int:
     ap.add_argument("--open-webui", default="open-webui", help="the open-webui command")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "owui-e2e")
+    ap.add_argument(
+        "--settings",
+        choices=["defaults", "compose"],
+        default="defaults",
+        help="Open WebUI at its defaults, or with compose.yaml's settings for it",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="owui-e2e-"))
@@ -72,8 +82,7 @@ def main() -> int:
         rag_log = stack.enter_context(open(args.out / "ragserve.log", "w"))
         ui_log = stack.enter_context(open(args.out / "open-webui.log", "w"))
         serve = [ragserve, "serve", "--index", work / "index", "--port", str(rag_port)]
-        serve += ["--api-key", "e2e-key", "--public-url", rag_url, "--default-max-tokens", "60"]
-        serve += ["--model-alias", "smollm2"]
+        serve += ["--api-key", "e2e-key", "--public-url", rag_url, "--model-alias", "smollm2"]
         ui_env = {
             **env,
             "DATA_DIR": str(work / "owui"),
@@ -87,10 +96,11 @@ def main() -> int:
             "ENABLE_TITLE_GENERATION": "False",
             "ENABLE_TAGS_GENERATION": "False",
             "ENABLE_FOLLOW_UP_GENERATION": "False",
-            # Open WebUI 0.12 offers its builtin tools (time, memory, notes, chat search, ...)
-            # to every model: ~7,000 tokens of tool definitions, more than SmolLM2's context
-            "DEFAULT_MODEL_METADATA": '{"capabilities": {"builtin_tools": false}}',
         }
+        if args.settings == "compose":
+            ui_env.update(compose_settings())
+        print("Open WebUI settings:", args.settings, {k: ui_env[k] for k in sorted(ui_env)
+              if k.startswith(("DEFAULT_", "ENABLE_"))})  # fmt: skip
         ui = [args.open_webui, "serve", "--host", "127.0.0.1", "--port", str(ui_port)]
         procs = [
             subprocess.Popen(serve, env=env, stdout=rag_log, stderr=subprocess.STDOUT),
@@ -105,6 +115,15 @@ def main() -> int:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=30)
+
+
+def compose_settings() -> dict[str, str]:
+    """What compose.yaml's open-webui service sets, but for its wiring (URLs, keys, auth)."""
+    import yaml
+
+    service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["open-webui"]
+    wiring = {"OPENAI_API_BASE_URL", "OPENAI_API_KEY", "WEBUI_AUTH"}
+    return {k: str(v) for k, v in service["environment"].items() if k not in wiring}
 
 
 def dismiss_dialogs(page) -> None:

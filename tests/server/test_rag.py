@@ -6,9 +6,12 @@ import msgspec
 import pytest
 from fakes import FakeEngine
 
+from ragserve.engine.llama_engine import LlamaEngine
+from ragserve.engine.types import DEFAULT_N_CTX
 from ragserve.errors import ContextLengthExceeded
 from ragserve.retrieval.search import Hit
 from ragserve.server import rag
+from ragserve.server.settings import bundled_model_path
 
 
 def hit(i: int, words: int = 10, doc: str = "a.pdf") -> Hit:
@@ -93,6 +96,40 @@ def test_prompt_too_long_even_without_sources_is_context_length_exceeded():
     assert rag.pack(engine, [user("short")], [], None, 100).max_tokens == 50 - 3
 
 
+def test_the_overflow_says_what_took_the_tokens_and_what_to_change():
+    engine = FakeEngine(n_ctx=200)
+    # Open WebUI's case: a short question under a long list of builtin tools
+    tools = [
+        {"type": "function", "function": {"name": f"tool_{i}", "description": "d " * 20}}
+        for i in range(10)
+    ]
+    with pytest.raises(ContextLengthExceeded) as err:
+        rag.pack(engine, [user("who manages Falcon?")], [hit(1)], None, 10, tools=tools)
+    message = err.value.message
+    assert message.startswith("This model's maximum context length is 200 tokens.")
+    with_tools = len(engine.chat_tokens([user("who manages Falcon?")], tools))
+    alone = len(engine.chat_tokens([user("who manages Falcon?")]))
+    assert f"resulted in {with_tools} tokens" in message
+    assert f"{with_tools - alone} for the definitions of 10 tools" in message
+    assert f"{alone} for the conversation (1 message)" in message
+    assert "Builtin Tools" in message and "--n-ctx" in message and "max_tokens" not in message
+    # without tools: no advice about them; a requested max_tokens is named
+    with pytest.raises(ContextLengthExceeded) as err:
+        rag.pack(engine, [user("word " * 150)], [], 100, 10)
+    assert "tools" not in err.value.message and "smaller max_tokens" in err.value.message
+
+
+def test_sources_alone_never_refuse_a_request_they_are_fitted():
+    engine = FakeEngine(n_ctx=200)
+    big = [hit(i, 100) for i in range(1, 6)]  # any one of them overflows with the question
+    packed = rag.pack(engine, [user("q " * 40)], big, None, 20)
+    assert packed.sources == [] and packed.retrieved == 5 and packed.max_tokens == 20
+    assert len(packed.prompt_tokens) + packed.max_tokens <= 200
+    # a smaller hit further down still gets in
+    packed = rag.pack(engine, [user("q " * 40)], [*big, hit(9, 5)], None, 20)
+    assert [s.page for s in packed.sources] == [9]
+
+
 def test_turn_memory_restores_earlier_augmented_turns():
     engine, memory = FakeEngine(n_ctx=1000), rag.TurnMemory()
     turn1 = [user("Falcon budget?")]
@@ -123,6 +160,73 @@ def test_sources_footer_lists_cited_sources_or_all():
     assert rag.sources_footer("see [2]", linked).endswith(
         "[2] [b.pdf, p. 2](http://h/v1/files/f/content#page=2)"
     )
+
+
+def open_webui_tools(n: int = 36) -> list[dict]:
+    """Tool definitions shaped like Open WebUI 0.12's builtin ones (memory, notes, chats,
+    knowledge, time, ...): 36 of them are ~26k characters of JSON, as it sends them."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": f"builtin_tool_{i}",
+                "description": "Search or update the user's saved items of this kind and "
+                "return the matching entries with their identifiers, titles, dates and "
+                "a short excerpt of each, newest first, up to the given limit. "
+                "Use it when the user refers to something saved before, or asks to keep "
+                "something for later.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string", "description": "words to look for"},
+                        "limit": {"type": "integer", "description": "most entries to return"},
+                        "since": {"type": "string", "description": "ISO date, optional"},
+                        "tags": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "labels the entries must all carry, optional",
+                        },
+                    },
+                    "required": ["query"],
+                },
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def test_the_default_context_holds_open_webuis_builtin_tools_and_sources(engine):
+    tools = open_webui_tools()
+    assert 24_000 < len(msgspec.json.encode(tools)) < 28_000
+    question = [user("What was the budget of Project Falcon in 2025?")]
+    base = len(engine.chat_tokens(question, tools))
+    assert base > 4096  # the old default context could not hold it at all
+
+    class DefaultContext:  # the session engine's tokenizer, the default context
+        n_ctx = DEFAULT_N_CTX
+
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+    text = "The steering committee approved the Falcon budget of 4.2 million dollars. " * 14
+    passages = [  # five chunk-sized passages, ~170 tokens each
+        msgspec.structs.replace(hit(i), text=text, char_end=len(text)) for i in range(1, 6)
+    ]
+    packed = rag.pack(DefaultContext(), question, passages, None, 512, tools=tools)
+    assert packed.max_tokens == 512 and 1 <= len(packed.sources) < 5  # fewer, not refused
+    assert len(packed.prompt_tokens) + packed.max_tokens <= DEFAULT_N_CTX
+
+
+def test_the_default_context_is_the_models_own_at_most_8k():
+    from ragserve.engine.llama import Model
+
+    model = Model(bundled_model_path(), n_gpu_layers=0, vocab_only=True)
+    assert model.n_ctx_train == 8192 == DEFAULT_N_CTX  # SmolLM2's GGUF says 8192
+    engine = LlamaEngine(bundled_model_path(), model_id="m", parallel=1, warmup=False)
+    try:
+        assert engine.n_ctx == 8192
+    finally:
+        engine.close()
 
 
 def test_chat_markup_in_a_passage_stays_text(engine):

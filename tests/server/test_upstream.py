@@ -380,7 +380,7 @@ def test_vllm_tokenize_gives_budgets_and_context_length(scripted):
     ready = httpx.get(live.url + "/health/ready").json()
     assert ready["upstream_model"] == Scripted.MODEL
     assert ready["upstream_tokens"] == "upstream /tokenize (vLLM)"
-    # the upstream's max_model_len (1000), not --n-ctx (4096), bounds the prompt
+    # the upstream's max_model_len (1000), not the default context (8192), bounds the prompt
     r = ask(live, messages=[{"role": "user", "content": "x " * 3000}], max_tokens=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert "maximum context length is 1000" in r.json()["error"]["message"]
@@ -391,14 +391,14 @@ def test_vllm_tokenize_gives_budgets_and_context_length(scripted):
     ("scripted", "tokens", "n_ctx"),
     [
         ("llama-server", "upstream /apply-template + /tokenize (llama-server)", 1500),
-        ("none", "estimate", 4096),  # nothing to ask: an estimate, and --n-ctx
+        ("none", "estimate", 8192),  # nothing to ask: an estimate, and the default context
     ],
     indirect=["scripted"],
 )
 def test_other_upstreams_count_tokens_their_way(scripted, tokens, n_ctx):
     _, live = scripted
     assert httpx.get(live.url + "/health/ready").json()["upstream_tokens"] == tokens
-    r = ask(live, messages=[{"role": "user", "content": "x " * 7000}], max_tokens=10)
+    r = ask(live, messages=[{"role": "user", "content": "x " * 12000}], max_tokens=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert f"maximum context length is {n_ctx}" in r.json()["error"]["message"]
     assert ask(live).json()["choices"][0]["message"]["content"] == "Hello world"
