@@ -4,6 +4,7 @@ server keeps answering other clients (real SmolLM2, real HTTP server, real SDK).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
@@ -85,6 +86,62 @@ def test_a_full_queue_refuses_streams_with_429_before_any_byte(index_dir, retrie
                         client.chat.completions.create(
                             model="smollm2-norag", messages=USER, stream=True
                         )
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_clients_that_leave_the_queue_give_their_places_back_at_once(index_dir, retriever, stream):
+    """Abandoned queued requests used to hold their places until a slot freed (the cancel
+    was only seen at dequeue): a full queue of nobody, and 429s for everyone else."""
+    engine = LlamaEngine(
+        bundled_model_path(), model_id="smollm2", n_ctx=4096, parallel=1, max_queue=4
+    )
+    app = create_app(make_settings(index_dir), engine=engine, retriever=retriever)
+    long = {"messages": USER, "max_tokens": 3000, "ignore_eos": True, "stream": True,
+            "model": "smollm2-norag"}  # fmt: skip
+    queued = {**long, "stream": stream}
+
+    def wait_until(condition, seconds: float = 15) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, engine.stats()
+            time.sleep(0.02)
+
+    async def abandon(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            waiting = [
+                asyncio.create_task(client.post("/v1/chat/completions", json=queued))
+                for _ in range(4)
+            ]
+            await asyncio.to_thread(wait_until, lambda: engine.stats().queued == 4)
+            for task in waiting:
+                task.cancel()  # the clients hang up while they wait
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    try:
+        with (
+            LiveServer(app) as live,
+            httpx.Client(base_url=live.url, timeout=60) as http,
+            http.stream("POST", "/v1/chat/completions", json=long) as held,
+        ):
+            lines = held.iter_lines()
+            next(lines)  # the only slot stays taken for the whole test
+            asyncio.run(abandon(live.url))
+            # their places are free while the slot is still busy
+            wait_until(lambda: engine.stats().queued == 0)
+            assert engine.stats().busy == 1
+            metrics = http.get("/metrics").text
+            assert re.search(r"^ragserve_queue_depth 0(\.0)?$", metrics, re.M), metrics
+
+            # and a full queue's worth of new clients is taken, not refused
+            def ask() -> None:
+                with contextlib.suppress(httpx.HTTPError):  # cut when the server stops
+                    http.post("/v1/chat/completions", json={**long, "max_tokens": 1})
+
+            for _ in range(4):
+                threading.Thread(target=ask, daemon=True).start()
+            wait_until(lambda: engine.stats().queued == 4)
     finally:
         engine.close()
 
