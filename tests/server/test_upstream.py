@@ -398,7 +398,7 @@ def test_vllm_tokenize_gives_budgets_and_context_length(scripted):
 def test_other_upstreams_count_tokens_their_way(scripted, tokens, n_ctx):
     _, live = scripted
     assert httpx.get(live.url + "/health/ready").json()["upstream_tokens"] == tokens
-    r = ask(live, messages=[{"role": "user", "content": "x " * 12000}], max_tokens=10)
+    r = ask(live, messages=[{"role": "user", "content": "x " * 15000}], max_tokens=10)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert f"maximum context length is {n_ctx}" in r.json()["error"]["message"]
     assert ask(live).json()["choices"][0]["message"]["content"] == "Hello world"
