@@ -40,8 +40,8 @@ COPY server ./server
 COPY retrieval ./retrieval
 COPY ingest ./ingest
 # hnswlib's sdist compiles with -march=native (the build machine's CPU) unless told not to
-# [postgres]: psycopg for a library in PostgreSQL (--store), a few MB
-RUN HNSWLIB_NO_NATIVE=1 pip wheel --wheel-dir /wheels --find-links /wheels ".[postgres]" "${CUBLAS_SPEC}"
+# [postgres]: psycopg for a library in PostgreSQL (--store), a few MB; [ocr]: tesserocr (5.6 MB)
+RUN HNSWLIB_NO_NATIVE=1 pip wheel --wheel-dir /wheels --find-links /wheels ".[postgres,ocr]" "${CUBLAS_SPEC}"
 
 # --- runtime: CUDA base (driver glue only) + cuBLAS + the wheels --------------------
 FROM nvidia/cuda:${CUDA_VERSION}-base-${UBUNTU} AS runtime
@@ -49,12 +49,14 @@ ARG CUBLAS_SPEC
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 HF_HOME=/data/hf \
     RAGSERVE_HOST=0.0.0.0 RAGSERVE_PORT=8000 RAGSERVE_INDEX_DIR=/data/index
+# tesseract-ocr-kor/-eng: OCR's language data (5.8 MB; the engine is in the tesserocr wheel)
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv libgomp1 curl \
+    tesseract-ocr-eng tesseract-ocr-kor \
  && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels "ragserve[postgres]" "${CUBLAS_SPEC}"
+ && /opt/venv/bin/pip install --no-index --find-links /wheels "ragserve[postgres,ocr]" "${CUBLAS_SPEC}"
 # llama.cpp finds cuBLAS in the pip wheel; libcuda itself is mounted by the NVIDIA runtime
 ENV PATH=/opt/venv/bin:$PATH \
     LD_LIBRARY_PATH=/opt/venv/lib/python3.12/site-packages/nvidia/cublas/lib

@@ -20,7 +20,8 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: run test lint typecheck imports spec spec-check fuzz hadolint compose-check wheel-check \
 	image-check codex-check ci bench clean
 
-$(STAMP): pyproject.toml .ci/llama-wheel.sh .ci/hnswlib-wheel.sh
+$(STAMP): pyproject.toml .ci/llama-wheel.sh .ci/hnswlib-wheel.sh .ci/ocr-deps.sh
+	bash .ci/ocr-deps.sh
 	python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check $(TORCH_FLAGS) "$(TORCH)"
 	bash .ci/llama-wheel.sh $(PY) $(LLAMA_CPU)

@@ -13,6 +13,7 @@ from ragserve.options import Option, SettingError, add_options, number, resolve,
 from ragserve.retrieval.config import add_retrieval_arguments, retrieval_settings
 
 from .extract import TEXT_LIMIT_OPTIONS
+from .ocr import OCR_OPTIONS, ocr_settings, unavailable_reason
 from .pipeline import IngestOptions, IngestSummary, run_ingest
 
 INGEST_OPTIONS: tuple[Option, ...] = (
@@ -42,6 +43,7 @@ INGEST_OPTIONS: tuple[Option, ...] = (
         env="RAGSERVE_INGEST_MEMORY_LIMIT_MB",
     ),
     *TEXT_LIMIT_OPTIONS,
+    *OCR_OPTIONS,
     Option(
         "chunk_tokens",
         "--chunk-tokens",
@@ -89,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     values = resolve(args, INGEST_OPTIONS)
     if values["chunk_overlap"] >= values["chunk_tokens"]:
         raise SettingError("--chunk-overlap must be smaller than --chunk-tokens")
+    ocr = [values.pop(k) for k in ("ocr", "ocr_lang", "ocr_dpi", "ocr_page_timeout_s")]
+    try:
+        values["ocr"] = ocr_settings(*ocr)
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    if reason := unavailable_reason(ocr[0], ocr[1]):
+        print(f"ragserve: OCR is off: {reason}", file=sys.stderr)
     options = IngestOptions(
         index_dir=settings.location,
         paths=args.paths,
@@ -114,8 +123,9 @@ def print_summary(s: IngestSummary) -> None:
     )
     print(
         f"pages: {s.pages} ({s.reextracted_pages} re-extracted with pdfium, "
-        f"{s.garbled_pages} unreadable, {s.empty_pages} without text); chunks: {s.chunks}; "
-        f"{s.seconds:.1f} s"
+        f"{s.garbled_pages} unreadable, {s.empty_pages} without text; {s.ocr_pages} read by "
+        f"OCR, {s.ocr_failed_pages} OCR could not read, {s.ocr_skipped_pages} scanned and not "
+        f"read); chunks: {s.chunks}; {s.seconds:.1f} s"
     )
     for p in s.problems:
         print(f"  {p.status}: {p.path}: {p.reason}")

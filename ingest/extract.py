@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ import msgspec
 from ragserve.options import Option, whole
 
 from .clean import clean_text, garbage_score, looks_garbled
+from .ocr import OcrSettings, OcrTimeout, PageReader
 
 Status = Literal["ok", "skipped", "failed"]
 MIN_TEXT_CHARS = 1  # a page with fewer cleaned characters counts as having no text
@@ -60,8 +62,36 @@ class ExtractResult(msgspec.Struct):
     pages: list[str] = []
     reextracted_pages: int = 0  # garbled pypdf text replaced by pypdfium2's
     garbled_pages: int = 0  # garbled by both extractors, dropped
-    empty_pages: int = 0  # no text layer (scans); OCR is out of scope
+    empty_pages: int = 0  # no text in the end (a blank page, or a scan OCR could not read)
     page_errors: int = 0
+    ocr: list[OcrPage] = []  # the pages whose text came from OCR
+    ocr_failed: list[OcrFailure] = []  # pages OCR was tried on and could not read
+    ocr_skipped_pages: int = 0  # pages that needed OCR while it was off
+
+    @property
+    def unread_pages(self) -> int:
+        """Pages whose text is missing for a reason other than being blank."""
+        return len(self.ocr_failed) + self.ocr_skipped_pages + self.garbled_pages
+
+
+class OcrPage(msgspec.Struct, frozen=True):
+    page: int  # 1-based
+    confidence: float  # Tesseract's mean word confidence, 0-100
+
+
+class OcrFailure(msgspec.Struct, frozen=True):
+    page: int
+    reason: str
+
+
+# A page with less text than this whose images cover this share of it is a scan with a
+# stamp or a page number in its text layer: it is OCR'd, and the longer text kept.
+SPARSE_TEXT_CHARS = 200
+SCAN_COVERAGE = 0.3
+
+# Set in an extraction worker: called with the seconds a long step (a page to OCR) may
+# add to the file's deadline, before it starts (ingest/pool.py).
+extend_deadline: Callable[[float], None] | None = None
 
 
 def _skip(reason: str) -> ExtractResult:
@@ -108,13 +138,16 @@ class _Pdfium:
                 self._doc.close()
 
 
-def extract_pdf(path: str | Path, limits: TextLimits | None = None) -> ExtractResult:
-    """Extract and clean every page's text; never raises for a bad file."""
+def extract_pdf(
+    path: str | Path, limits: TextLimits | None = None, ocr: OcrSettings | None = None
+) -> ExtractResult:
+    """Extract and clean every page's text (OCR where the text layer is missing or
+    unusable, if `ocr` is on); never raises for a bad file."""
     path = Path(path)
     try:
         if reason := _check_header(path):
             return _skip(reason)
-        return _extract(path, limits or TextLimits())
+        return _extract(path, limits or TextLimits(), ocr or OcrSettings())
     except _TooMuchText as exc:
         return _skip(str(exc))
     except MemoryError:
@@ -187,7 +220,7 @@ def _limit_error() -> type[Exception]:
     return LimitReachedError
 
 
-def _extract(path: Path, limits: TextLimits) -> ExtractResult:
+def _extract(path: Path, limits: TextLimits, ocr: OcrSettings) -> ExtractResult:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     pdfium = _Pdfium(path)
@@ -216,25 +249,39 @@ def _extract(path: Path, limits: TextLimits) -> ExtractResult:
         result = ExtractResult(status="ok")
         budget = _Budget(limits)
         for i in range(n_pages):
-            text = _page_text(reader, pdfium, i, result, budget)
+            text, state = _page_text(reader, pdfium, i, result, budget)
+            if ocr.on and (ocr.mode == "force" or state != "ok" or _sparse(text, pdfium, i)):
+                read = _ocr_page(pdfium, i, ocr, result, budget)
+                if read is not None and len(read) >= len(text):
+                    text, state = read, "ok" if read else state
+            elif state != "ok" and not ocr.on and _scanned(pdfium, i):
+                result.ocr_skipped_pages += 1
+                state = "skipped"
+            if state == "empty":
+                result.empty_pages += 1
+            elif state == "garbled":
+                result.garbled_pages += 1
+            text = text if state == "ok" else ""
             budget.page(i, len(text))  # what is kept, counted exactly
             result.pages.append(text)
         if not any(result.pages):
-            reason = "no text layer on any page (scanned images?; OCR is not supported)"
-            if result.garbled_pages:
-                reason = f"text on {result.garbled_pages} page(s) is unreadable by both extractors"
             return ExtractResult(
                 status="skipped",
-                reason=reason,
+                reason=_nothing_read(result, ocr),
                 empty_pages=result.empty_pages,
                 garbled_pages=result.garbled_pages,
+                ocr_failed=result.ocr_failed,
+                ocr_skipped_pages=result.ocr_skipped_pages,
             )
         return result
     finally:
         pdfium.close()
 
 
-def _page_text(reader, pdfium: _Pdfium, index: int, result: ExtractResult, budget: _Budget) -> str:
+def _page_text(
+    reader, pdfium: _Pdfium, index: int, result: ExtractResult, budget: _Budget
+) -> tuple[str, str]:
+    """A page's text layer, and what it is: ok, empty or garbled."""
     text = ""
     if reader is not None:
         seen = 0
@@ -264,11 +311,84 @@ def _page_text(reader, pdfium: _Pdfium, index: int, result: ExtractResult, budge
         if text and garbled:
             if alt and garbage_score(alt) < garbage_score(text) and not looks_garbled(alt):
                 result.reextracted_pages += 1
-                return alt
-            result.garbled_pages += 1
-            return ""
+                return alt, "ok"
+            return "", "garbled"
         text = alt
     if len(text) < MIN_TEXT_CHARS:
-        result.empty_pages += 1
-        return ""
-    return text
+        return "", "empty"
+    return text, "ok"
+
+
+def _image_coverage(pdfium: _Pdfium, index: int) -> float:
+    """The share of the page its images cover (0 when pdfium cannot tell)."""
+    try:
+        import pypdfium2.raw as pdfium_c
+
+        page = pdfium.doc()[index]
+        try:
+            width, height = page.get_size()
+            area = 0.0
+            for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=3):
+                bounds = getattr(obj, "get_bounds", None) or obj.get_pos  # pypdfium2 5 / 4
+                left, bottom, right, top = bounds()
+                area += max(0.0, min(right, width) - max(left, 0.0)) * max(
+                    0.0, min(top, height) - max(bottom, 0.0)
+                )
+            return min(1.0, area / (width * height)) if width * height > 0 else 0.0
+        finally:
+            page.close()
+    except Exception:
+        return 0.0
+
+
+def _scanned(pdfium: _Pdfium, index: int) -> bool:
+    return _image_coverage(pdfium, index) >= SCAN_COVERAGE
+
+
+def _sparse(text: str, pdfium: _Pdfium, index: int) -> bool:
+    return len(text) < SPARSE_TEXT_CHARS and _scanned(pdfium, index)
+
+
+def _ocr_page(
+    pdfium: _Pdfium, index: int, ocr: OcrSettings, result: ExtractResult, budget: _Budget
+) -> str | None:
+    """The page read by Tesseract ("" when it found no text), or None when it failed."""
+    if extend_deadline is not None:
+        extend_deadline(ocr.page_timeout_s)
+    try:
+        page = pdfium.doc()[index]
+        try:
+            read = PageReader.read(page, ocr)
+        finally:
+            page.close()
+    except OcrTimeout as exc:
+        result.ocr_failed.append(OcrFailure(index + 1, str(exc)))
+        return None
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:
+        result.ocr_failed.append(OcrFailure(index + 1, f"{type(exc).__name__}: {exc}"[:200]))
+        return None
+    text = clean_text(read.text)
+    budget.check(index, len(text))
+    if len(text) >= MIN_TEXT_CHARS:
+        result.ocr.append(OcrPage(index + 1, round(read.confidence, 1)))
+        return text
+    return ""
+
+
+def _nothing_read(result: ExtractResult, ocr: OcrSettings) -> str:
+    if result.ocr_failed:
+        first = result.ocr_failed[0]
+        n = len(result.ocr_failed)
+        return f"OCR could not read {n} page(s): page {first.page}: {first.reason}"
+    if result.ocr_skipped_pages:
+        return (
+            f"no text layer on {result.ocr_skipped_pages} scanned page(s), and OCR is off "
+            "(--ocr auto with Tesseract installed reads them)"
+        )
+    if result.garbled_pages:
+        return f"text on {result.garbled_pages} page(s) is unreadable by both extractors"
+    if ocr.on:
+        return "no text on any page, from the text layer or OCR"
+    return "no text layer on any page"

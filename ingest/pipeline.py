@@ -28,6 +28,7 @@ from ragserve.retrieval.store import (
 
 from .chunk import chunk_document
 from .extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, ExtractResult, TextLimits, extract_pdf
+from .ocr import OcrSettings
 from .pool import ExtractPool
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,7 @@ class IngestOptions(msgspec.Struct, frozen=True):
     memory_limit_mb: int = 2048
     max_page_chars: int = MAX_PAGE_CHARS
     max_document_chars: int = MAX_DOCUMENT_CHARS
+    ocr: OcrSettings = OcrSettings()  # off unless the caller found Tesseract (ocr_settings)
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     embed_batch_chunks: int = 256
@@ -58,6 +60,8 @@ class FileReport(msgspec.Struct, frozen=True, omit_defaults=True):
     reason: str = ""
     pages: int = 0
     chunks: int = 0
+    ocr_pages: int = 0  # pages whose text came from OCR
+    unread_pages: int = 0  # pages that are not blank but gave no text (see `reason`)
 
 
 class IngestSummary(msgspec.Struct):
@@ -74,6 +78,9 @@ class IngestSummary(msgspec.Struct):
     reextracted_pages: int = 0
     garbled_pages: int = 0
     empty_pages: int = 0
+    ocr_pages: int = 0
+    ocr_failed_pages: int = 0
+    ocr_skipped_pages: int = 0  # scanned pages not read because OCR is off
     seconds: float = 0.0
     problems: list[FileReport] = []
 
@@ -158,11 +165,20 @@ class _Batch:
     """Extracted documents waiting for one embedding call, so batches stay full."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[_Candidate, int, list[Chunk]]] = []
+        self.items: list[tuple[_Candidate, int, list[Chunk], FileReport]] = []
         self.size = 0
 
-    def add(self, cand: _Candidate, pages: int, chunks: list[Chunk]) -> None:
-        self.items.append((cand, pages, chunks))
+    def add(self, cand: _Candidate, result: ExtractResult, chunks: list[Chunk]) -> None:
+        report = FileReport(
+            cand.rel,
+            "ingested",
+            reason=unread_note(result),
+            pages=len(result.pages),
+            chunks=len(chunks),
+            ocr_pages=len(result.ocr),
+            unread_pages=result.unread_pages,
+        )
+        self.items.append((cand, len(result.pages), chunks, report))
         self.size += len(chunks)
 
 
@@ -204,6 +220,8 @@ def _record(summary: IngestSummary, report: FileReport, on_file) -> None:
         summary.ingested += 1
         summary.pages += report.pages
         summary.chunks += report.chunks
+        if report.unread_pages:  # flagged: part of the document could not be read
+            summary.problems.append(report)
     elif report.status == "unchanged":
         summary.unchanged += 1
     elif report.status == "removed":
@@ -283,7 +301,7 @@ def _extract(
     batch = _Batch()
     progress = _progress(options.progress, len(todo))
     limits = TextLimits(options.max_page_chars, options.max_document_chars)
-    extract = functools.partial(extract_pdf, limits=limits)  # pickled to the workers
+    extract = functools.partial(extract_pdf, limits=limits, ocr=options.ocr)  # to the workers
     with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb, extract) as pool:
         for path, result in pool.imap_unordered(list(by_path)):
             if cancelled is not None and cancelled():
@@ -307,7 +325,7 @@ def _extract(
                     outcome = cast(Outcome, result.status)
                     _record(summary, FileReport(cand.rel, outcome, result.reason + note), on_file)
                 else:
-                    batch.add(cand, len(result.pages), chunks)
+                    batch.add(cand, result, chunks)
                 if batch.size >= options.embed_batch_chunks:
                     _flush(batch, embedder, writer, existing, summary, on_file)
                     batch = _Batch()
@@ -405,6 +423,31 @@ def _account_pages(summary: IngestSummary, result: ExtractResult) -> None:
     summary.reextracted_pages += result.reextracted_pages
     summary.garbled_pages += result.garbled_pages
     summary.empty_pages += result.empty_pages
+    summary.ocr_pages += len(result.ocr)
+    summary.ocr_failed_pages += len(result.ocr_failed)
+    summary.ocr_skipped_pages += result.ocr_skipped_pages
+
+
+def unread_note(result: ExtractResult) -> str:
+    """Why an ingested document lacks some pages' text ("" when it lacks none): such a
+    document is listed among the problems, never silently partial."""
+    parts = []
+    if result.ocr_failed:
+        pages = ", ".join(str(f.page) for f in result.ocr_failed[:5])
+        more = "..." if len(result.ocr_failed) > 5 else ""
+        parts.append(f"OCR could not read page(s) {pages}{more} ({result.ocr_failed[0].reason})")
+    if result.ocr_skipped_pages:
+        parts.append(
+            f"{result.ocr_skipped_pages} scanned page(s) without a text layer were not read: "
+            "OCR is off (--ocr auto with Tesseract installed reads them)"
+        )
+    if result.garbled_pages:
+        parts.append(f"{result.garbled_pages} page(s) unreadable by both extractors")
+    if not parts:
+        return ""
+    return f"ingested without {result.unread_pages} of {len(result.pages)} pages: " + "; ".join(
+        parts
+    )
 
 
 def _flush(
@@ -417,10 +460,10 @@ def _flush(
 ) -> None:
     if not batch.items:
         return
-    texts = [indexed_text(cand.rel, c.text) for cand, _, chunks in batch.items for c in chunks]
+    texts = [indexed_text(cand.rel, c.text) for cand, _, chunks, _ in batch.items for c in chunks]
     vectors = embedder.embed_passages(texts) if texts else np.zeros((0, embedder.dim), np.float32)
     offset = 0
-    for cand, pages, chunks in batch.items:
+    for cand, pages, chunks, report in batch.items:
         if cand.rel in existing:
             writer.remove_document(cand.rel)
         writer.clear_skipped(cand.rel)
@@ -428,7 +471,7 @@ def _flush(
         doc = Document(cand.rel, source, cand.sha256, cand.size, cand.mtime_ns, pages)
         writer.add_document(doc, chunks, vectors[offset : offset + len(chunks)])
         offset += len(chunks)
-        _record(summary, FileReport(cand.rel, "ingested", pages=pages, chunks=len(chunks)), on_file)
+        _record(summary, report, on_file)
 
 
 def _progress(enabled: bool, total: int):

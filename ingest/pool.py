@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
-from typing import cast
+from typing import NamedTuple, cast
 
 import structlog
 
@@ -26,6 +26,12 @@ from .extract import ExtractResult, extract_pdf
 log = structlog.get_logger(__name__)
 
 
+class Extend(NamedTuple):
+    """From a worker: add `seconds` to its file's deadline (a page to OCR is next)."""
+
+    seconds: float
+
+
 def _worker_main(
     conn: Connection, memory_limit_mb: int, fn: Callable[[str], ExtractResult]
 ) -> None:
@@ -33,6 +39,10 @@ def _worker_main(
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from . import extract
+
+    # a page to OCR may take longer than a text page: the parent extends the file's deadline
+    extract.extend_deadline = lambda seconds: conn.send(Extend(seconds))
     conn.send("ready")  # deadlines start once the interpreter is up, not at spawn
     while True:
         try:
@@ -51,6 +61,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.task: str | None = None
+        self.started = 0.0
         self.deadline = 0.0
         self.ready = False
 
@@ -113,18 +124,25 @@ class ExtractPool:
                 if w.task is None and todo:
                     w.wait_ready()
                     w.task = todo.popleft()
-                    w.deadline = time.monotonic() + self.timeout_s
+                    w.started = time.monotonic()
+                    w.deadline = w.started + self.timeout_s
                     w.conn.send(w.task)
                     busy[w.conn] = w
             timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
             ready = wait(list(busy), timeout=timeout)
             for conn in ready:
-                w = busy.pop(cast(Connection, conn))
-                path, w.task = w.task, None
-                assert path is not None
+                w = busy[cast(Connection, conn)]
                 try:
                     result = w.conn.recv()
                 except (EOFError, OSError):
+                    result = None
+                if isinstance(result, Extend):
+                    w.deadline += result.seconds
+                    continue
+                del busy[cast(Connection, conn)]
+                path, w.task = w.task, None
+                assert path is not None
+                if result is None:
                     w.proc.join(timeout=1)
                     code = w.proc.exitcode
                     result = ExtractResult(
@@ -134,18 +152,17 @@ class ExtractPool:
                 yield path, result
             now = time.monotonic()
             for conn, w in list(busy.items()):
-                if w.deadline <= now and conn not in ready:
+                if w.deadline <= now:
                     del busy[conn]
                     path, w.task = w.task, None
                     assert path is not None
-                    log.warning("ingest.timeout", path=path, seconds=self.timeout_s)
+                    took = now - w.started
+                    log.warning("ingest.timeout", path=path, seconds=round(took, 1))
                     self._replace(w)
-                    yield (
-                        path,
-                        ExtractResult(
-                            status="failed", reason=f"timed out after {self.timeout_s:g} s"
-                        ),
-                    )
+                    reason = f"timed out after {took:.0f} s (--timeout {self.timeout_s:g} s"
+                    if took > self.timeout_s + 1:
+                        reason += ", with --ocr-page-timeout for each page read by OCR"
+                    yield path, ExtractResult(status="failed", reason=reason + ")")
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()

@@ -12,6 +12,7 @@ import msgspec
 from ragserve.engine.llama import FLASH_ATTN, KV_CACHE_TYPES
 from ragserve.engine.types import DEFAULT_N_CTX
 from ragserve.ingest.extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, TEXT_LIMIT_OPTIONS
+from ragserve.ingest.ocr import OCR_OPTIONS, OcrSettings, ocr_settings
 from ragserve.options import (
     Option,
     SettingError,
@@ -66,6 +67,10 @@ class Settings(msgspec.Struct, frozen=True):
     attach_workers: int = 2  # extraction processes per running vector-store ingest
     max_page_chars: int = MAX_PAGE_CHARS
     max_document_chars: int = MAX_DOCUMENT_CHARS
+    ocr: str = "auto"  # auto: on where Tesseract and the language data are installed
+    ocr_lang: str = "kor+eng"
+    ocr_dpi: int = 300
+    ocr_page_timeout_s: float = 60.0
     data_dir: Path | None = None  # None: the index's parent directory
     public_url: str | None = None  # None: the scheme and Host the request came with
     citation_secret: str | None = None  # None: generated once, kept beside the index
@@ -78,6 +83,11 @@ class Settings(msgspec.Struct, frozen=True):
     max_connections: int = 1000
     log_level: str = "info"
     log_json: bool | None = None
+
+    def ocr_settings(self) -> OcrSettings:
+        """The OCR an attach runs with (off where Tesseract is missing; `force` without it
+        was refused at start)."""
+        return ocr_settings(self.ocr, self.ocr_lang, self.ocr_dpi, self.ocr_page_timeout_s)  # type: ignore[arg-type]
 
     @property
     def max_upload_bytes(self) -> int:
@@ -343,6 +353,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "PDF extraction processes for each of those ingests",
     ),
     *TEXT_LIMIT_OPTIONS,
+    *OCR_OPTIONS,
     Option(
         "data_dir",
         "--data-dir",
@@ -517,9 +528,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             f"--kv-cache-type {values['kv_cache_type']} needs flash attention: "
             "--flash-attn on or auto"
         )
-    return Settings(
+    settings = Settings(
         retrieval=retrieval_settings(args),
         api_keys=tuple(keys),
         log_level=args.log_level,
         **values,
     )
+    try:
+        settings.ocr_settings()
+    except ValueError as exc:  # --ocr force without Tesseract
+        raise SettingError(str(exc)) from None
+    return settings

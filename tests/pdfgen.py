@@ -78,6 +78,51 @@ def image_only_pdf(path: Path) -> Path:
     return path
 
 
+def text_image(lines: list[str], dpi: int = 300, font_pt: float = 12):
+    """An A4 page of `lines` as a greyscale scan would show it (Pillow, NanumGothic)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    scale = dpi / 72
+    width, height = int(A4[0] * scale), int(A4[1] * scale)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    path = os.path.join(os.path.dirname(_font_file()), "NanumGothic.ttf")
+    font = ImageFont.truetype(path, int(font_pt * scale))
+    y = int(60 * scale)
+    for line in lines:
+        draw.text((int(60 * scale), y), line, fill=0, font=font)
+        y += int(font_pt * 1.8 * scale)
+    return image
+
+
+def _font_file() -> str:
+    import koreanize_matplotlib
+
+    return os.path.join(os.path.dirname(koreanize_matplotlib.__file__), "fonts", "NanumGothic.ttf")
+
+
+def scanned_pdf(path: Path, pages: list[list[str] | tuple[str, list[str]]], dpi: int = 300) -> Path:
+    """A PDF of scanned pages (each an image, no text layer); a ("text", lines) item is a
+    page with a real text layer instead, for mixed documents."""
+    from reportlab.lib.utils import ImageReader
+
+    font = korean_font()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for item in pages:
+        if isinstance(item, tuple):
+            c.setFont(font, 11)
+            y = A4[1] - 60
+            for line in item[1]:
+                c.drawString(60, y, line)
+                y -= 16
+        else:
+            c.drawImage(ImageReader(text_image(item, dpi)), 0, 0, width=A4[0], height=A4[1])
+        c.showPage()
+    c.save()
+    return path
+
+
 # -- hand-built PDFs ------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ import msgspec
 import structlog
 
 from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady
+from ragserve.ingest.ocr import unavailable_reason
 from ragserve.ingest.pipeline import (
     FileReport,
     IngestCancelled,
@@ -70,6 +71,9 @@ class VectorStores:
         self._guard = threading.Lock()
         catalog.ensure_store(DEFAULT_STORE, "default")
         s = state.settings
+        self.ocr = s.ocr_settings()  # found once: Tesseract and its language data
+        if reason := unavailable_reason(s.ocr, s.ocr_lang):  # type: ignore[arg-type]
+            log.warning("ocr.off", reason=reason)
         self.runner = IngestRunner(
             self._sync, catalog.pending_stores, concurrency=s.attach_concurrency
         )
@@ -251,6 +255,7 @@ class VectorStores:
                     workers=s.attach_workers,
                     max_page_chars=s.max_page_chars,
                     max_document_chars=s.max_document_chars,
+                    ocr=self.ocr,
                 )
                 try:
                     summary = sync_uploads(
