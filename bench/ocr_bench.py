@@ -3,7 +3,7 @@
 
     python bench/ocr_bench.py [--repeat 5] [--dpi 300]
 
-Pages: a short Korean page, a short English one and a dense Korean one (21 lines), drawn
+Pages: a short Korean page, a short English one and a dense Korean one (19 lines), drawn
 with NanumGothic at --dpi as a scanner would deliver them (tests/pdfgen.py). Prints per
 page the median seconds of each binding (the baseline: pytesseract, same image, same
 language data, same layout) and the character accuracy (1 - edit distance / length,
@@ -21,36 +21,6 @@ from _common import median, report
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in the extraction workers
 
-KO = [
-    "서울시 도로 보수 사업 보고서",
-    "계약번호 KR-2024-0173 의 계약금액은 5억원입니다.",
-    "담당자는 김민수 과장이며, 준공 예정일은 2025년 3월 31일입니다.",
-]
-EN = [
-    "Project Heron maintenance report",
-    "The budget of Project Heron is 7.9 million dollars.",
-    "The steering committee meets every Thursday in Gwangju.",
-]
-DENSE = (
-    KO
-    + [
-        "본 사업은 지역 기반시설 개선을 목적으로 하며 계약금액과 일정은 다음과 같다.",
-        "담당 부서는 분기마다 진행 상황을 점검하고 결과를 보고한다.",
-    ]
-    * 9
-)
-
-
-def accuracy(read: str, truth: str) -> float:
-    a, b = "".join(read.split()), "".join(truth.split())
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1 - prev[-1] / max(1, len(b))
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,7 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     import pytesseract
     import tesserocr
-    from pdfgen import text_image
+    from pdfgen import SCAN_EN, SCAN_KO, SCAN_KO_DENSE, text_image
+    from pdfgen import char_accuracy as accuracy
 
     from ragserve.ingest.ocr import find_tessdata
 
@@ -71,7 +42,8 @@ def main() -> None:
         for psm in (3, 6)
     }
     print(f"Tesseract {tesserocr.tesseract_version().splitlines()[0]}, data {tessdata}")
-    for name, lines in (("Korean, 3 lines", KO), ("English, 3 lines", EN), ("Korean, 21", DENSE)):
+    pages = (("Korean, 3 lines", SCAN_KO), ("English, 3", SCAN_EN), ("Korean, 19", SCAN_KO_DENSE))
+    for name, lines in pages:
         image, truth = text_image(lines, args.dpi), "\n".join(lines)
         inproc, command = [], []
         for _ in range(args.repeat):

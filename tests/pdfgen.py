@@ -101,6 +101,39 @@ def _font_file() -> str:
     return os.path.join(os.path.dirname(koreanize_matplotlib.__file__), "fonts", "NanumGothic.ttf")
 
 
+SCAN_KO = [
+    "서울시 도로 보수 사업 보고서",
+    "계약번호 KR-2024-0173 의 계약금액은 5억원입니다.",
+    "담당자는 김민수 과장이며, 준공 예정일은 2025년 3월 31일입니다.",
+]
+SCAN_EN = [
+    "Project Heron maintenance report",
+    "The budget of Project Heron is 7.9 million dollars.",
+    "The steering committee meets every Thursday in Gwangju.",
+]
+SCAN_KO_DENSE = (
+    SCAN_KO
+    + [
+        "본 사업은 지역 기반시설 개선을 목적으로 하며 계약금액과 일정은 다음과 같다.",
+        "담당 부서는 분기마다 진행 상황을 점검하고 결과를 보고한다.",
+    ]
+    * 8
+)
+
+
+def char_accuracy(read: str, truth: str) -> float:
+    """1 - character edit distance / length, whitespace ignored (OCR's spacing of Hangul
+    is not the question)."""
+    a, b = "".join(read.split()), "".join(truth.split())
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return 1 - prev[-1] / max(1, len(b))
+
+
 def scanned_pdf(path: Path, pages: list[list[str] | tuple[str, list[str]]], dpi: int = 300) -> Path:
     """A PDF of scanned pages (each an image, no text layer); a ("text", lines) item is a
     page with a real text layer instead, for mixed documents."""

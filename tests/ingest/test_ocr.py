@@ -21,38 +21,11 @@ if TESSDATA is None and os.environ.get("RAGSERVE_REQUIRE_OCR"):
     raise RuntimeError(f"RAGSERVE_REQUIRE_OCR is set but OCR cannot run: {MISSING}")
 pytestmark = pytest.mark.skipif(TESSDATA is None, reason=f"OCR cannot run here: {MISSING}")
 
-KO = [
-    "서울시 도로 보수 사업 보고서",
-    "계약번호 KR-2024-0173 의 계약금액은 5억원입니다.",
-    "담당자는 김민수 과장이며, 준공 예정일은 2025년 3월 31일입니다.",
-]
-EN = [
-    "Project Heron maintenance report",
-    "The budget of Project Heron is 7.9 million dollars.",
-    "The steering committee meets every Thursday in Gwangju.",
-]
-DENSE_KO = (
-    KO
-    + [
-        "본 사업은 지역 기반시설 개선을 목적으로 하며 계약금액과 일정은 다음과 같다.",
-        "담당 부서는 분기마다 진행 상황을 점검하고 결과를 보고한다.",
-    ]
-    * 8
-)
+KO, EN, DENSE_KO = pdfgen.SCAN_KO, pdfgen.SCAN_EN, pdfgen.SCAN_KO_DENSE
 TEXT_PAGE = ("text", ["A page with a real text layer about the Orchid supply contract."])
 
 
-def accuracy(read: str, truth: str) -> float:
-    """1 - character edit distance / length, whitespace ignored (Tesseract's spacing of
-    Hangul is not the question)."""
-    a, b = "".join(read.split()), "".join(truth.split())
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1 - prev[-1] / max(1, len(b))
+accuracy = pdfgen.char_accuracy
 
 
 def settings(**kw) -> OcrSettings:
