@@ -212,8 +212,8 @@ class Server:
             self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=out)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def wait_ready(self, timeout: float = 300) -> dict:
         import httpx
@@ -240,9 +240,10 @@ class Server:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise Failed(f"still running {timeout:.0f} s after SIGTERM") from None
-        if code != 0:
-            raise Failed(f"exit status {code} after SIGTERM:\n{self.tail()}")
+            self.proc.wait()
+            raise Failed(f"still running {timeout:.0f} s after SIGTERM:\n{self.tail(80)}") from None
+        if code != 0:  # a stop past the hard limit ends 1 with every thread's stack: show them
+            raise Failed(f"exit status {code} after SIGTERM:\n{self.tail(120)}")
         text = self.log.read_text(errors="replace")
         if "Traceback" in text:
             raise Failed(f"a traceback in the server's log:\n{self.tail()}")

@@ -5,13 +5,17 @@ connections and sends nothing would hold them for ever: the protocol below close
 connection whose request headers don't arrive in time, and `TimedBody` answers 408 to
 a body that stalls. On SIGTERM uvicorn stops accepting connections and waits; running
 answers get `shutdown_grace` seconds to finish, then end with an error frame (never a
-silent cut).
+silent cut). Whatever then holds the process (a thread that never returns, a close that
+waits on something gone) cannot keep it up: `HARD_STOP_MARGIN_S` after the grace it
+prints every thread's stack to stderr and exits 1, so a supervisor's stop is bounded and
+the stall can be read from the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import signal
 from collections.abc import Iterator
 from types import FrameType
@@ -27,6 +31,10 @@ from ragserve.errors import RequestTimeout
 from .settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# uvicorn waits grace + 5 s for connections, then the app closes (the engine's decode step,
+# the library's writers): what is still running this long after the grace is stuck
+HARD_STOP_MARGIN_S = 15.0
 
 
 def header_timeout_protocol(timeout: float) -> type[H11Protocol]:
@@ -173,10 +181,15 @@ class GracefulServer(uvicorn.Server):
         self.grace = grace
         self._draining = False
 
+    @property
+    def hard_stop_s(self) -> float:
+        return self.grace + HARD_STOP_MARGIN_S
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self._draining and sig in (signal.SIGTERM, signal.SIGINT):
             self._draining = True
-            log.info("server.draining", grace_s=self.grace)
+            log.info("server.draining", grace_s=self.grace, hard_stop_s=self.hard_stop_s)
+            faulthandler.dump_traceback_later(self.hard_stop_s, exit=True)
             asyncio.get_running_loop().call_later(self.grace, self._end_running)
         super().handle_exit(sig, frame)
 

@@ -272,3 +272,60 @@ def test_a_model_that_fails_to_load_keeps_the_server_up_and_says_why(tmp_path, i
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+STUCK_APP = """
+import sys, threading, time
+from ragserve.server import serve
+from ragserve.retrieval.config import RetrievalSettings
+from ragserve.server.settings import Settings
+
+serve.HARD_STOP_MARGIN_S = 1.0
+
+class Stuck:  # an app whose close never returns: what a stuck writer or thread would do
+    app = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+                print("started", flush=True)
+            else:
+                threading.Event().wait()  # blocks the loop for ever
+
+retrieval = RetrievalSettings(index_dir="unused")
+settings = Settings(retrieval, port=int(sys.argv[1]), shutdown_grace=1.0)
+serve.run(Stuck(), settings)
+"""
+
+
+def test_a_stop_that_hangs_is_cut_with_every_threads_stack(tmp_path):
+    """SIGTERM bounds the stop even when closing never returns: after the grace and the
+    margin the process prints where each thread is and exits 1 (a supervisor sees it
+    failed, the log says why)."""
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_APP)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(free_port())],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        time.sleep(0.3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert code == 1, err
+    assert took >= 2.0  # the grace and the margin were given
+    assert "Timeout (0:00:02)!" in err and "in __call__" in err, err
