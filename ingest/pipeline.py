@@ -61,6 +61,8 @@ class FileReport(msgspec.Struct, frozen=True, omit_defaults=True):
     pages: int = 0
     chunks: int = 0
     ocr_pages: int = 0  # pages whose text came from OCR
+    ocr_failed_pages: int = 0  # scanned pages OCR could not read (timeout, error)
+    ocr_skipped_pages: int = 0  # scanned pages not read because OCR is off
     unread_pages: int = 0  # pages that are not blank but gave no text (see `reason`)
 
 
@@ -176,6 +178,8 @@ class _Batch:
             pages=len(result.pages),
             chunks=len(chunks),
             ocr_pages=len(result.ocr),
+            ocr_failed_pages=len(result.ocr_failed),
+            ocr_skipped_pages=result.ocr_skipped_pages,
             unread_pages=result.unread_pages,
         )
         self.items.append((cand, len(result.pages), chunks, report))

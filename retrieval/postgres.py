@@ -195,6 +195,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (response_id, position)
     );
     """,
+    # 3: what the ingest of a vector store's file found (pages, chunks, OCR'd and unread pages)
+    "ALTER TABLE rs_store_files ADD COLUMN report jsonb;",
 )
 
 _MIGRATE_LOCK = 0x7261677365727665  # 'ragserve'

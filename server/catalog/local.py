@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS store_files (
 MIGRATIONS = (  # columns added after the first release; each runs once
     ("stores", "owner", "ALTER TABLE stores ADD COLUMN owner TEXT"),
     ("store_files", "attempts", "ALTER TABLE store_files ADD COLUMN attempts INTEGER DEFAULT 0"),
+    ("store_files", "report", "ALTER TABLE store_files ADD COLUMN report TEXT"),
 )
 OWNERS = """
 CREATE TABLE IF NOT EXISTS file_owners (

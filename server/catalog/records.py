@@ -48,6 +48,7 @@ class StoreFileRecord(msgspec.Struct, frozen=True):
     attributes: dict[str, Any]
     created_at: int
     document: str  # its path in the store's index
+    report: dict[str, Any] | None = None  # what its ingest found (pages, chunks, OCR)
 
 
 class BatchRecord(msgspec.Struct, frozen=True):
@@ -115,7 +116,11 @@ class Catalog(Protocol):
         store is gone (deleted meanwhile)."""
         ...
 
-    def set_status(self, sid: str, fid: str, status: str, error: dict | None = None) -> None: ...
+    def set_status(
+        self, sid: str, fid: str, status: str, error: dict | None = None, report: dict | None = None
+    ) -> None:
+        """`report` (what the ingest found) replaces the file's earlier one when given."""
+        ...
 
     def set_attributes(self, sid: str, fid: str, attributes: dict[str, Any]) -> None: ...
 

@@ -28,6 +28,7 @@ from .records import (
 
 STORE = "id, name, metadata, created_at, owner"
 STORE_FILE = "store_id, file_id, status, last_error, attributes, created_at, document"
+STORE_FILE_READ = STORE_FILE + ", report"
 
 
 class SqlCatalog:
@@ -182,7 +183,7 @@ class SqlCatalog:
                 f"INSERT INTO {{p}}store_files ({STORE_FILE}, attempts) "
                 "VALUES (?, ?, 'in_progress', NULL, ?, ?, ?, 0) "
                 "ON CONFLICT (store_id, file_id) DO UPDATE SET status = 'in_progress', "
-                "last_error = NULL, attributes = excluded.attributes, "
+                "last_error = NULL, report = NULL, attributes = excluded.attributes, "
                 "created_at = excluded.created_at, document = excluded.document, attempts = 0",
                 (sid, fid, json.dumps(attributes), int(time.time()), document),
             )
@@ -190,11 +191,13 @@ class SqlCatalog:
             return False
         return True
 
-    def set_status(self, sid: str, fid: str, status: str, error: dict | None = None) -> None:
+    def set_status(
+        self, sid: str, fid: str, status: str, error: dict | None = None, report: dict | None = None
+    ) -> None:
         self._write(
-            "UPDATE {p}store_files SET status = ?, last_error = ? "
+            "UPDATE {p}store_files SET status = ?, last_error = ?, report = COALESCE(?, report) "
             "WHERE store_id = ? AND file_id = ?",
-            (status, json.dumps(error) if error else None, sid, fid),
+            (status, json.dumps(error) if error else None, _dump(report), sid, fid),
         )
 
     def set_attributes(self, sid: str, fid: str, attributes: dict[str, Any]) -> None:
@@ -205,14 +208,14 @@ class SqlCatalog:
 
     def store_file(self, sid: str, fid: str) -> StoreFileRecord | None:
         rows = self._rows(
-            f"SELECT {STORE_FILE} FROM {{p}}store_files WHERE store_id = ? AND file_id = ?",
+            f"SELECT {STORE_FILE_READ} FROM {{p}}store_files WHERE store_id = ? AND file_id = ?",
             (sid, fid),
         )
         return _store_file(rows[0]) if rows else None
 
     def store_files(self, sid: str) -> list[StoreFileRecord]:
         rows = self._rows(
-            f"SELECT {STORE_FILE} FROM {{p}}store_files WHERE store_id = ? "
+            f"SELECT {STORE_FILE_READ} FROM {{p}}store_files WHERE store_id = ? "
             "ORDER BY created_at, file_id",
             (sid,),
         )
@@ -237,7 +240,7 @@ class SqlCatalog:
                 (json.dumps(INTERRUPTED), sid, MAX_ATTEMPTS),
             )
             rows = execute(
-                f"SELECT {STORE_FILE} FROM {{p}}store_files "
+                f"SELECT {STORE_FILE_READ} FROM {{p}}store_files "
                 "WHERE store_id = ? AND status = 'in_progress' ORDER BY created_at, file_id",
                 (sid,),
             ).fetchall()
@@ -282,5 +285,16 @@ def _store(row: tuple) -> StoreRecord:
 
 def _store_file(row: tuple) -> StoreFileRecord:
     return StoreFileRecord(
-        row[0], row[1], row[2], _json(row[3]) if row[3] else None, _json(row[4]), row[5], row[6]
+        row[0],
+        row[1],
+        row[2],
+        _json(row[3]) if row[3] else None,
+        _json(row[4]),
+        row[5],
+        row[6],
+        _json(row[7]) if row[7] else None,
     )
+
+
+def _dump(value: dict | None) -> str | None:
+    return json.dumps(value) if value is not None else None

@@ -6,6 +6,8 @@ import secrets
 from pathlib import PurePosixPath
 from typing import Any
 
+import msgspec
+
 from ragserve.errors import InvalidRequest, NotFound
 from ragserve.retrieval.search import document_file_id
 
@@ -20,6 +22,7 @@ from .protocol import (
     CreateVectorStore,
     FileBatch,
     FileCounts,
+    IngestReport,
     LastError,
     SearchContent,
     SearchRequest,
@@ -90,6 +93,7 @@ class StoreApi:
             usage_bytes=record.bytes if record else 0,
             last_error=LastError(**f.last_error) if f.last_error else None,  # type: ignore[arg-type]
             attributes=f.attributes,
+            ingest=msgspec.convert(f.report, IngestReport) if f.report else None,
         )
 
     # -- stores ----------------------------------------------------------------------

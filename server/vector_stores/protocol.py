@@ -90,6 +90,19 @@ class LastError(Response):
     message: str
 
 
+class IngestReport(Response, omit_defaults=True):
+    """ragserve's addition to a vector store file: what reading it found. A completed file
+    with `unread_pages` is in the store without those pages' text; `note` says why."""
+
+    pages: int = 0
+    chunks: int = 0
+    ocr_pages: int = 0  # pages whose text Tesseract read from the page image
+    ocr_failed_pages: int = 0  # scanned pages OCR could not read (its time limit, an error)
+    ocr_skipped_pages: int = 0  # scanned pages not read because OCR is off
+    unread_pages: int = 0
+    note: str = ""
+
+
 class VectorStoreFile(Response):
     id: str
     created_at: int
@@ -99,6 +112,7 @@ class VectorStoreFile(Response):
     last_error: LastError | None
     attributes: dict[str, Any]
     object: Literal["vector_store.file"] = "vector_store.file"
+    ingest: IngestReport | None = None  # once its ingest ran (a ragserve extension)
 
 
 class VectorStoreFileList(Response):

@@ -281,8 +281,9 @@ class VectorStores:
                     if report is not None and report.status in ("failed", "skipped"):
                         reason = {"code": "invalid_file", "message": report.reason}
                         self.catalog.set_status(sid, f.file_id, "failed", reason)
-                    else:
-                        self.catalog.set_status(sid, f.file_id, "completed")
+                    else:  # ingested (its report), or unchanged (the earlier report stays)
+                        found = _report(report) if report and report.status == "ingested" else None
+                        self.catalog.set_status(sid, f.file_id, "completed", report=found)
                 log.info(
                     "vector_store.ingested",
                     store=sid,
@@ -339,6 +340,20 @@ def _literal(path: str) -> str:
 
 def _corpus_record(sid: str, document: str) -> StoreFileRecord:
     return StoreFileRecord(sid, "", "completed", None, {}, 0, document)
+
+
+def _report(r: FileReport) -> dict[str, Any]:
+    """What the file's status shows of its ingest (IngestReport's fields, zeros left out)."""
+    found = {
+        "pages": r.pages,
+        "chunks": r.chunks,
+        "ocr_pages": r.ocr_pages,
+        "ocr_failed_pages": r.ocr_failed_pages,
+        "ocr_skipped_pages": r.ocr_skipped_pages,
+        "unread_pages": r.unread_pages,
+        "note": r.reason,
+    }
+    return {k: v for k, v in found.items() if v}
 
 
 _COUNTS = ("ingested", "unchanged", "failed", "skipped", "removed", "seconds", "version")

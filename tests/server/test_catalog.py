@@ -87,6 +87,15 @@ def test_stores_and_their_files(catalog):
     assert catalog.pending_stores() == ["vs_a"]
     catalog.set_status("vs_a", f.id, "failed", {"code": "invalid_file", "message": "bad"})
     assert catalog.store_file("vs_a", f.id).last_error == {"code": "invalid_file", "message": "bad"}
+    # what the ingest found is kept; a later status without a report keeps it; a new
+    # attach of the file starts without one
+    catalog.set_status("vs_a", f.id, "completed", report={"pages": 3, "ocr_pages": 2})
+    catalog.set_status("vs_a", f.id, "completed")
+    done = catalog.store_file("vs_a", f.id)
+    assert done.report == {"pages": 3, "ocr_pages": 2} and done.last_error is None
+    assert catalog.store_files("vs_a")[0].report == {"pages": 3, "ocr_pages": 2}
+    catalog.attach("vs_a", f.id, {"year": 2027, "flag": True}, "a.pdf")
+    assert catalog.store_file("vs_a", f.id).report is None
     catalog.set_attributes("vs_a", f.id, {"year": 2028})
     assert catalog.store_files("vs_a")[0].attributes == {"year": 2028}
     assert catalog.stores_of(f.id) == ["vs_a"] and catalog.file_stores() == {f.id: ["vs_a"]}

@@ -65,6 +65,17 @@ def search(sdk, store: str, query: str, **kw) -> list:
     return list(sdk.vector_stores.search(store, query=query, **kw).data)
 
 
+def ask_store(sdk, store: str, question: str, max_tokens: int) -> list[dict]:
+    """A chat answer over one vector store: its `sources`."""
+    resp = sdk.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": question}],
+        max_tokens=max_tokens,
+        extra_body={"rag": {"vector_store_ids": [store]}},
+    )
+    return resp.model_extra["sources"]
+
+
 def test_upload_and_poll_then_search_and_chat_cite_the_new_documents(sdk, pdfs):
     store = sdk.vector_stores.create(name="contracts", metadata={"team": "purchasing"})
     assert store.id.startswith("vs_") and store.metadata == {"team": "purchasing"}
@@ -75,13 +86,7 @@ def test_upload_and_poll_then_search_and_chat_cite_the_new_documents(sdk, pdfs):
     found = search(sdk, store.id, "GX-4471 납품 기한")
     assert found[0].filename == "계약서.pdf" and "GX-4471" in found[0].content[0].text
     assert found[0].file_id.startswith("file-")
-    resp = sdk.chat.completions.create(
-        model="smollm2",
-        messages=[{"role": "user", "content": "How many drill units does ZEPHYR-88 cover?"}],
-        max_tokens=20,
-        extra_body={"rag": {"vector_store_ids": [store.id]}},
-    )
-    sources = resp.model_extra["sources"]
+    sources = ask_store(sdk, store.id, "How many drill units does ZEPHYR-88 cover?", 20)
     assert sources[0]["document"] == "zephyr.pdf"
     assert sources[0]["file_id"] and "/v1/files/" + sources[0]["file_id"] in sources[0]["url"]
     # the model id of the store does the same for frontends that can only pick a model
@@ -454,3 +459,38 @@ def test_same_named_files_in_two_stores_keep_their_own_citation_links(sdk, tmp_p
     assert len({s["url"] for s in sources}) == 2
     for s in sources:  # each link opens the PDF it names
         assert s["file_id"] in s["url"]
+
+
+def test_a_scanned_upload_is_read_by_ocr_and_its_page_is_cited(sdk, tmp_path):
+    """A scan's image-only pages are OCR'd during the attach (real Tesseract), the file's
+    status counts them, and search and chat find the scanned text and cite its page."""
+    from ragserve.ingest.ocr import find_tessdata
+
+    tessdata, missing = find_tessdata("kor+eng")
+    if tessdata is None:
+        if os.environ.get("RAGSERVE_REQUIRE_OCR"):
+            raise RuntimeError(f"RAGSERVE_REQUIRE_OCR is set but OCR cannot run: {missing}")
+        pytest.skip(f"OCR cannot run here: {missing}")
+    text_page = ("text", ["A cover page with a real text layer: the Heron files."])
+    scan = pdfgen.scanned_pdf(
+        tmp_path / "스캔-보고서.pdf", [text_page, pdfgen.SCAN_KO, pdfgen.SCAN_EN]
+    )
+    store = sdk.vector_stores.create(name="scans")
+    with open(scan, "rb") as fh:
+        done = sdk.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=fh)
+    assert done.status == "completed", done.last_error
+    report = done.model_extra["ingest"]
+    assert report["pages"] == 3 and report["ocr_pages"] == 2 and report["chunks"] >= 1, report
+    assert "unread_pages" not in report and "note" not in report  # nothing left unread
+    listed = sdk.vector_stores.files.list(vector_store_id=store.id).data
+    assert listed[0].model_extra["ingest"] == report  # the same in the list, kept
+    found = search(sdk, store.id, "KR-2024-0173 계약금액")
+    assert found and found[0].filename == "스캔-보고서.pdf"
+    assert "0173" in found[0].content[0].text
+    sources = ask_store(sdk, store.id, "What is the budget of Project Heron?", 8)
+    assert sources[0]["document"] == "스캔-보고서.pdf", sources
+    # the short scan is one chunk: it cites the pages it spans, the link opens its first
+    first = sources[0]
+    assert first["page"] <= 3 <= first["page_end"], first
+    assert first["url"].endswith(f"#page={first['page']}")
+    assert httpx.get(first["url"]).content.startswith(b"%PDF-")

@@ -151,6 +151,7 @@ def test_replicas_share_uploads_stores_links_responses_and_finish_a_killed_attac
         assert done.status == "completed", done.last_error
         found = b.vector_stores.search(store.id, query="ZEPHYR-88 drill units").data
         assert found and found[0].file_id == up.id and "400 drill units" in found[0].content[0].text
+        print(f"\nuploaded and attached through A, found through B: {found[0].filename}")
         # a citation link signed by A opens on B without a key
         chat = a.chat.completions.create(
             model="smollm2@contracts",
@@ -161,6 +162,7 @@ def test_replicas_share_uploads_stores_links_responses_and_finish_a_killed_attac
         assert "token=" in url and url.startswith(urls["a"])
         link = httpx.get(urls["b"] + url.removeprefix(urls["a"]).split("#")[0])
         assert link.status_code == 200 and link.content == zephyr.read_bytes()
+        print(f"a citation link signed by A opened on B: {link.status_code}, {len(link.content)} B")
         # a stored response made on A continues on B
         first = a.responses.create(model="smollm2", input="Hello", max_output_tokens=4)
         assert b.responses.retrieve(first.id).id == first.id
@@ -168,6 +170,7 @@ def test_replicas_share_uploads_stores_links_responses_and_finish_a_killed_attac
             model="smollm2", input="And then?", previous_response_id=first.id, max_output_tokens=4
         )
         assert then.previous_response_id == first.id
+        print(f"response {first.id} made on A continued on B as {then.id}")
         # attaches to one store from both replicas at once: both land
         with open(orchid, "rb") as fh:
             o = a.files.create(file=fh, purpose="assistants")
@@ -180,6 +183,7 @@ def test_replicas_share_uploads_stores_links_responses_and_finish_a_killed_attac
         for sdk in (a, b):
             assert sdk.vector_stores.search(store.id, query="Orchid plant").data[0].file_id == o.id
             assert sdk.vector_stores.search(store.id, query="Heron bridge").data[0].file_id == h.id
+        print("attaches to one store through A and B at once: both completed, both found on both")
         # a delete on A is gone on B
         assert a.files.delete(up.id).deleted
         with pytest.raises(openai.NotFoundError):
@@ -197,20 +201,30 @@ def test_replicas_share_uploads_stores_links_responses_and_finish_a_killed_attac
             time.sleep(0.05)
         procs["a"].kill()
         procs["a"].wait(timeout=30)
+        killed = time.monotonic()
+        print(f"\nreplica A killed (SIGKILL) while its {len(workers)} extraction worker(s) read")
         seen = b.vector_stores.files.retrieve(vector_store_id=store.id, file_id=big.id)
         assert seen.status == "in_progress"
+        searches = 0
         while (status := poll_status(b, store.id, big.id, timeout=2)) == "in_progress":
             hits = b.vector_stores.search(store.id, query="Kestrel depot delivery").data
             assert all(r.file_id != big.id for r in hits)  # not until it is whole
+            searches += 1
         assert status == "completed"
+        print(
+            f"replica B finished the attach {time.monotonic() - killed:.1f} s after the kill: "
+            f"{status}; {searches} searches through B meanwhile found none of it"
+        )
         hits = b.vector_stores.search(store.id, query="Kestrel depot delivery").data
         assert hits[0].file_id == big.id and "Kestrel" in hits[0].content[0].text
         counts = b.vector_stores.retrieve(store.id).file_counts
         assert (counts.completed, counts.in_progress, counts.failed) == (3, 0, 0)
+        print(f"then B finds it first ({hits[0].score:.3f}); the store's files: {counts}")
         deadline = time.monotonic() + 30  # A's extraction workers do not outlive it
         while any(alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(alive(p) for p in workers)
+        print(f"A's extraction workers exited with it: {workers} gone")
     finally:
         for proc in procs.values():
             if proc.poll() is None:
