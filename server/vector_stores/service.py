@@ -44,6 +44,7 @@ from ragserve.retrieval.store import is_upload
 from ..catalog import Catalog, StoreFileRecord, StoreRecord
 from ..protocol import And, Eq, Filter, Gt, Gte, Lt, Ne, Or
 from ..state import AppState
+from .protocol import IngestReport
 from .runner import IngestRunner
 
 log = structlog.get_logger(__name__)
@@ -343,17 +344,18 @@ def _corpus_record(sid: str, document: str) -> StoreFileRecord:
 
 
 def _report(r: FileReport) -> dict[str, Any]:
-    """What the file's status shows of its ingest (IngestReport's fields, zeros left out)."""
-    found = {
-        "pages": r.pages,
-        "chunks": r.chunks,
-        "ocr_pages": r.ocr_pages,
-        "ocr_failed_pages": r.ocr_failed_pages,
-        "ocr_skipped_pages": r.ocr_skipped_pages,
-        "unread_pages": r.unread_pages,
-        "note": r.reason,
-    }
-    return {k: v for k, v in found.items() if v}
+    """What the file's status shows of its ingest: an IngestReport (zeros left out)."""
+    return msgspec.to_builtins(
+        IngestReport(
+            pages=r.pages,
+            chunks=r.chunks,
+            ocr_pages=r.ocr_pages,
+            ocr_failed_pages=r.ocr_failed_pages,
+            ocr_skipped_pages=r.ocr_skipped_pages,
+            unread_pages=r.unread_pages,
+            note=r.reason,
+        )
+    )
 
 
 _COUNTS = ("ingested", "unchanged", "failed", "skipped", "removed", "seconds", "version")
