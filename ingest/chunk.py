@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+import msgspec
 
 from ragserve.retrieval.store import Chunk
 
@@ -62,6 +64,20 @@ def chunk_document(
             break
         start = max(end - overlap, start + 1)
     return chunks
+
+
+def mark_ocr(chunks: list[Chunk], confidence: Mapping[int, float]) -> list[Chunk]:
+    """The chunks, each that spans an OCR'd page (`confidence`: 1-based page -> Tesseract's
+    mean confidence) marked with the mean confidence of the OCR'd pages it spans."""
+    if not confidence:
+        return chunks
+    marked = []
+    for c in chunks:
+        read = [confidence[p] for p in range(c.page_start, c.page_end + 1) if p in confidence]
+        if read:
+            c = msgspec.structs.replace(c, ocr_confidence=round(sum(read) / len(read), 1))
+        marked.append(c)
+    return marked
 
 
 def _snap_end(text: str, spans: list[tuple[int, int]], start: int, end: int) -> int:

@@ -26,7 +26,7 @@ from ragserve.retrieval.store import (
     sha256_file,
 )
 
-from .chunk import chunk_document
+from .chunk import chunk_document, mark_ocr
 from .extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, ExtractResult, TextLimits, extract_pdf
 from .ocr import OcrSettings
 from .pool import ExtractPool
@@ -319,6 +319,7 @@ def _extract(
                     chunk_tokens=options.chunk_tokens,
                     overlap=options.chunk_overlap,
                 )
+                chunks = mark_ocr(chunks, {p.page: p.confidence for p in result.ocr})
             for cand in by_path[path]:
                 if result.status != "ok":
                     kept = cand.rel in existing

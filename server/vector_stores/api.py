@@ -203,6 +203,10 @@ class StoreApi:
                     score=hit.score,
                     attributes=record.attributes,
                     content=[SearchContent(text=hit.text)],
+                    page=hit.page,
+                    page_end=hit.page_end,
+                    origin=hit.origin,
+                    ocr_confidence=hit.ocr_confidence,
                 )
                 for record, hit in found
             ],

@@ -165,6 +165,11 @@ class SearchResult(Response):
     score: float
     attributes: dict[str, Any]
     content: list[SearchContent]
+    # ragserve's additions: where in the file the passage is, and where its text came from
+    page: int | None = None
+    page_end: int | None = None
+    origin: Literal["text", "ocr"] = "text"
+    ocr_confidence: float | None = None
 
 
 class SearchResults(Response):

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from ragserve.ingest.chunk import chunk_document, join_pages
+from ragserve.ingest.chunk import chunk_document, join_pages, mark_ocr
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -38,3 +38,15 @@ def test_overlap_must_be_smaller_than_chunk():
 
 def test_empty_document_has_no_chunks():
     assert chunk_document([""], word_spans, chunk_tokens=10, overlap=2) == []
+
+
+def test_chunks_over_ocr_pages_carry_the_mean_confidence_of_those_pages():
+    pages = [" ".join(f"{p}w{i}" for i in range(30)) for p in "abc"]
+    chunks = chunk_document(pages, word_spans, chunk_tokens=20, overlap=5)
+    marked = mark_ocr(chunks, {2: 90.0, 3: 70.0})
+    assert [c.text for c in marked] == [c.text for c in chunks]
+    for c in marked:
+        read = [{2: 90.0, 3: 70.0}[p] for p in range(c.page_start, c.page_end + 1) if p > 1]
+        assert c.ocr_confidence == (round(sum(read) / len(read), 1) if read else None)
+    assert {c.ocr_confidence for c in marked} >= {None, 90.0, 80.0, 70.0}
+    assert mark_ocr(chunks, {}) == chunks

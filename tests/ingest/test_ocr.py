@@ -5,7 +5,6 @@ the bundled NanumGothic, embedded as image-only pages."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pdfgen
@@ -16,10 +15,8 @@ from ragserve.ingest.extract import extract_pdf
 from ragserve.ingest.ocr import OcrSettings, find_tessdata, ocr_settings
 from ragserve.ingest.pipeline import IngestOptions, run_ingest
 
-TESSDATA, MISSING = find_tessdata("kor+eng")
-if TESSDATA is None and os.environ.get("RAGSERVE_REQUIRE_OCR"):
-    raise RuntimeError(f"RAGSERVE_REQUIRE_OCR is set but OCR cannot run: {MISSING}")
-pytestmark = pytest.mark.skipif(TESSDATA is None, reason=f"OCR cannot run here: {MISSING}")
+pytestmark = pytest.mark.usefixtures("tessdata")  # skipped, or failed in CI, without it
+TESSDATA, _ = find_tessdata("kor+eng")
 
 KO, EN, DENSE_KO = pdfgen.SCAN_KO, pdfgen.SCAN_EN, pdfgen.SCAN_KO_DENSE
 TEXT_PAGE = ("text", ["A page with a real text layer about the Orchid supply contract."])

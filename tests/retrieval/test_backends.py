@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,8 +22,8 @@ from ragserve.ingest.pipeline import IngestOptions, run_ingest
 from ragserve.retrieval.backend import open_backend
 from ragserve.retrieval.location import redact
 from ragserve.retrieval.postgres import MIGRATIONS, glob_regex, migrate
-from ragserve.retrieval.search import Filters, Retriever
-from ragserve.retrieval.store import Chunk, Document
+from ragserve.retrieval.search import Filters, Retriever, merge_places
+from ragserve.retrieval.store import Chunk, ChunkStore, Document
 
 
 @pytest.fixture(params=["local", "postgres"])
@@ -35,6 +36,16 @@ def location(request, tmp_path) -> Path | str:
 def ingest(location, corpus: Path, embedder, **kw):
     return run_ingest(
         IngestOptions(index_dir=location, paths=[corpus], root=corpus, workers=1, **kw), embedder
+    )
+
+
+def new_writer(backend, embedder):
+    """The next version's writer, with the ingest's default chunking."""
+    return backend.writer(
+        embedding_model=embedder.model_id,
+        dim_of=lambda: embedder.dim,
+        chunk_tokens=200,
+        chunk_overlap=40,
     )
 
 
@@ -98,12 +109,7 @@ def test_changes_publish_atomically_and_searches_switch(location, tmp_path, embe
         # a writer's changes are invisible until it publishes, and gone when it aborts
         backend = open_backend(location)
         with backend.lock():
-            writer = backend.writer(
-                embedding_model=embedder.model_id,
-                dim_of=lambda: embedder.dim,
-                chunk_tokens=200,
-                chunk_overlap=40,
-            )
+            writer = new_writer(backend, embedder)
             writer.remove_document("orchid.pdf")
             vector = embedder.embed_passages(["Project Heron is new."])
             writer.add_document(
@@ -325,3 +331,72 @@ def test_a_removed_document_leaves_the_rest_findable_in_a_small_index(location, 
             assert found and found[0] == "contracts/falcon.pdf" and "orchid.pdf" not in found
     finally:
         retriever.close()
+
+
+def test_where_a_chunks_text_came_from_is_kept(location, embedder):
+    """A chunk OCR'd with a confidence reads back with it; a text-layer chunk reads None;
+    a search hit and a merged passage carry it (the least sure of a merged run)."""
+    backend = open_backend(location)
+    try:
+        with backend.lock():
+            writer = new_writer(backend, embedder)
+            texts = ["Scanned lease of the Heron depot.", "Typed annex of the Heron depot."]
+            writer.add_document(
+                Document("heron.pdf", "/x/heron.pdf", "cd" * 32, 10, 1, 2),
+                [
+                    Chunk(0, 1, 1, 0, 33, texts[0], ocr_confidence=87.5),
+                    Chunk(1, 2, 2, 35, 66, texts[1]),
+                ],
+                embedder.embed_passages(texts),
+            )
+            writer.publish()
+    finally:
+        backend.close()
+    retriever = Retriever(location, embedder)
+    try:
+        hits = {h.text: h for h in retriever.search("Heron depot lease annex", 5)}
+        assert hits[texts[0]].ocr_confidence == 87.5 and hits[texts[0]].origin == "ocr"
+        assert hits[texts[1]].ocr_confidence is None and hits[texts[1]].origin == "text"
+        [merged] = merge_places(list(hits.values()))
+        assert (merged.page, merged.page_end) == (1, 2)
+        assert merged.ocr_confidence == 87.5 and merged.origin == "ocr"
+    finally:
+        retriever.close()
+
+
+def test_an_index_version_from_before_ocr_reads_as_text_and_gains_the_column(tmp_path):
+    """A chunk store written before chunks recorded OCR (no `ocr` column): read-only it
+    reads every chunk as text; a writer's copy gains the column and keeps both kinds."""
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SCHEMA)
+    old.execute("INSERT INTO documents VALUES (1, 'a.pdf', '/x/a.pdf', 'ab', 1, 1, 1, 1, 0)")
+    old.execute("INSERT INTO chunks VALUES (1, 1, 0, 1, 1, 0, 4, 'text')")
+    old.commit()
+    old.close()
+    readonly = ChunkStore(path, readonly=True)
+    assert readonly.chunks([1])[1].ocr_confidence is None
+    readonly.close()
+    writer = ChunkStore(path)
+    [new] = writer.add_document(
+        Document("b.pdf", "/x/b.pdf", "cd", 1, 1, 1), [Chunk(0, 1, 1, 0, 4, "scan", 61.0)], 0.0
+    )
+    writer.commit()
+    assert writer.chunks([1])[1].ocr_confidence is None
+    assert writer.chunks([new])[new].ocr_confidence == 61.0
+    writer.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    pages INTEGER NOT NULL, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL);
+CREATE TABLE chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, doc_id INTEGER NOT NULL
+    REFERENCES documents(id) ON DELETE CASCADE, ordinal INTEGER NOT NULL,
+    page_start INTEGER NOT NULL, page_end INTEGER NOT NULL, char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL, text TEXT NOT NULL);
+CREATE TABLE skipped (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(body, tokenize='unicode61');
+"""

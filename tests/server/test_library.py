@@ -86,8 +86,13 @@ def test_upload_and_poll_then_search_and_chat_cite_the_new_documents(sdk, pdfs):
     found = search(sdk, store.id, "GX-4471 납품 기한")
     assert found[0].filename == "계약서.pdf" and "GX-4471" in found[0].content[0].text
     assert found[0].file_id.startswith("file-")
+    # ragserve's additions: where in the file, and that the text layer gave the text
+    extra = found[0].model_extra
+    assert extra["page"] == 1 and extra["page_end"] >= 1, extra
+    assert extra["origin"] == "text" and extra["ocr_confidence"] is None, extra
     sources = ask_store(sdk, store.id, "How many drill units does ZEPHYR-88 cover?", 20)
     assert sources[0]["document"] == "zephyr.pdf"
+    assert sources[0]["origin"] == "text" and sources[0]["ocr_confidence"] is None
     assert sources[0]["file_id"] and "/v1/files/" + sources[0]["file_id"] in sources[0]["url"]
     # the model id of the store does the same for frontends that can only pick a model
     assert "smollm2@contracts" in [m.id for m in sdk.models.list().data]
@@ -461,16 +466,9 @@ def test_same_named_files_in_two_stores_keep_their_own_citation_links(sdk, tmp_p
         assert s["file_id"] in s["url"]
 
 
-def test_a_scanned_upload_is_read_by_ocr_and_its_page_is_cited(sdk, tmp_path):
+def test_a_scanned_upload_is_read_by_ocr_and_its_page_is_cited(sdk, tmp_path, tessdata):
     """A scan's image-only pages are OCR'd during the attach (real Tesseract), the file's
     status counts them, and search and chat find the scanned text and cite its page."""
-    from ragserve.ingest.ocr import find_tessdata
-
-    tessdata, missing = find_tessdata("kor+eng")
-    if tessdata is None:
-        if os.environ.get("RAGSERVE_REQUIRE_OCR"):
-            raise RuntimeError(f"RAGSERVE_REQUIRE_OCR is set but OCR cannot run: {missing}")
-        pytest.skip(f"OCR cannot run here: {missing}")
     text_page = ("text", ["A cover page with a real text layer: the Heron files."])
     scan = pdfgen.scanned_pdf(
         tmp_path / "스캔-보고서.pdf", [text_page, pdfgen.SCAN_KO, pdfgen.SCAN_EN]
@@ -487,8 +485,23 @@ def test_a_scanned_upload_is_read_by_ocr_and_its_page_is_cited(sdk, tmp_path):
     found = search(sdk, store.id, "KR-2024-0173 계약금액")
     assert found and found[0].filename == "스캔-보고서.pdf"
     assert "0173" in found[0].content[0].text
+    # the passage says OCR read it, and how sure Tesseract was
+    assert found[0].model_extra["origin"] == "ocr", found[0].model_extra
+    assert 50 < found[0].model_extra["ocr_confidence"] <= 100, found[0].model_extra
     sources = ask_store(sdk, store.id, "What is the budget of Project Heron?", 8)
     assert sources[0]["document"] == "스캔-보고서.pdf", sources
+    assert sources[0]["origin"] == "ocr" and 50 < sources[0]["ocr_confidence"] <= 100
+    # and the Responses API's file_search results say so in their attributes
+    r = sdk.responses.create(
+        model="smollm2",
+        input="KR-2024-0173 계약금액은?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id]}],
+        include=["file_search_call.results"],
+        max_output_tokens=8,
+    )
+    top = r.output[0].results[0]
+    assert top.filename == "스캔-보고서.pdf" and top.attributes["ragserve.origin"] == "ocr"
+    assert 50 < top.attributes["ragserve.ocr_confidence"] <= 100, top.attributes
     # the short scan is one chunk: it cites the pages it spans, the link opens its first
     first = sources[0]
     assert first["page"] <= 3 <= first["page_end"], first

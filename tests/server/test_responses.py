@@ -262,6 +262,8 @@ def test_file_search_cites_the_uploaded_file_at_its_page(sdk, store):
     assert top.filename == "계약서.pdf" and "GX-4471" in (top.text or "")
     page = int(top.attributes["ragserve.page"])  # the passage's first page (a float in the SDK)
     assert 1 <= page <= top.attributes["ragserve.page_end"] == 2
+    assert top.attributes["ragserve.origin"] == "text"  # a typed PDF: no OCR confidence
+    assert "ragserve.ocr_confidence" not in top.attributes
     url = top.attributes["ragserve.url"]
     assert f"/v1/files/{file_id}/content" in url and url.endswith(f"#page={page}")
     message = r.output[-1]
