@@ -1,9 +1,11 @@
-"""Text extraction from one PDF, page by page. Runs inside a worker process."""
+"""Text extraction from one file: a PDF page by page (OCR where a page is a scan), the other
+formats through formats.py. Runs inside a worker process."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import msgspec
 
 from ragserve.options import Option, whole
 
+from . import formats
 from .clean import clean_text, garbage_score, looks_garbled
 from .ocr import OcrSettings, OcrTimeout, PageReader
 
@@ -42,7 +45,7 @@ TEXT_LIMIT_OPTIONS: tuple[Option, ...] = (
         "--max-document-chars",
         whole(10_000),
         MAX_DOCUMENT_CHARS,
-        "characters of text one PDF may hold; a larger file is skipped",
+        "characters of text one document may hold; a larger file is skipped",
         env="RAGSERVE_MAX_DOCUMENT_CHARS",
     ),
 )
@@ -56,10 +59,20 @@ class TextLimits(msgspec.Struct, frozen=True):
     document_chars: int = MAX_DOCUMENT_CHARS
 
 
+UNSUPPORTED = "unsupported_file"  # ExtractResult.code of a file of a type ragserve cannot read
+
+
 class ExtractResult(msgspec.Struct):
     status: Status
     reason: str = ""
+    # "" (a file that is not ok: unreadable, empty, too large) or UNSUPPORTED
+    code: str = ""
+    format: str = ""  # what the file is (formats.Kind): "pdf", "markdown", ...
+    # the text of each page; for a format without pages, of each section (see `locations`)
     pages: list[str] = []
+    # a format without pages: where each of `pages` is in the file (a heading path, a
+    # line); empty for a PDF, whose pages are their numbers
+    locations: list[str] = []
     reextracted_pages: int = 0  # garbled pypdf text replaced by pypdfium2's
     garbled_pages: int = 0  # garbled by both extractors, dropped
     empty_pages: int = 0  # no text in the end (a blank page, or a scan OCR could not read)
@@ -94,8 +107,8 @@ SCAN_COVERAGE = 0.3
 extend_deadline: Callable[[float], None] | None = None
 
 
-def _skip(reason: str) -> ExtractResult:
-    return ExtractResult(status="skipped", reason=reason)
+def _skip(reason: str, format: str = "pdf") -> ExtractResult:
+    return ExtractResult(status="skipped", reason=reason, format=format)
 
 
 def _check_header(path: Path) -> str | None:
@@ -136,6 +149,68 @@ class _Pdfium:
         if self._doc is not None:
             with contextlib.suppress(Exception):
                 self._doc.close()
+
+
+def extract_document(
+    task: str | Path | tuple[str, str],
+    limits: TextLimits | None = None,
+    ocr: OcrSettings | None = None,
+) -> ExtractResult:
+    """Any file the ingest is given, by what its bytes are: a PDF (`extract_pdf`), a
+    format formats.py reads (sections labelled with where they are), or a result that
+    names the type and says it is not read (`code` UNSUPPORTED). `task`: a path, or
+    (path, the name the file goes by, whose suffix tells Markdown from plain text: an
+    upload's bytes are kept under their hash). Never raises for a bad file."""
+    path, name = (task, "") if isinstance(task, (str, Path)) else task
+    try:
+        if os.path.getsize(path) == 0:
+            return _skip("empty file (0 bytes)")
+        sniffed = formats.sniff(path, name)
+    except OSError as exc:
+        return _skip(f"unreadable file: {exc}")
+    if sniffed.kind == "pdf":
+        return extract_pdf(path, limits, ocr)
+    if Path(name or path).suffix.lower() == ".pdf":  # named as one: say so, not "text"
+        return _skip(f"not a PDF (no %PDF- header; the bytes are {sniffed.description})")
+    if sniffed.kind is None:
+        return ExtractResult(
+            status="skipped",
+            reason=f"unsupported file type: {sniffed.description}",
+            code=UNSUPPORTED,
+            format="unknown",
+        )
+    limits = limits or TextLimits()
+    too_much = (
+        f"the text passes {limits.document_chars:,} characters, over the limit per document "
+        "(--max-document-chars)"
+    )
+    try:
+        sections = formats.read(path, sniffed, limits.document_chars)
+    except formats.TooMuchText:
+        return _skip(too_much, sniffed.kind)
+    except formats.UnreadableDocument as exc:
+        return _skip(f"unreadable {sniffed.description}: {exc}", sniffed.kind)
+    except MemoryError:
+        return _skip(f"out of memory while reading {sniffed.description}", sniffed.kind)
+    except RecursionError:
+        return _skip(f"{sniffed.description} nested too deeply (malformed?)", sniffed.kind)
+    except Exception as exc:  # a reader's failure is a property of the file
+        reason = f"unreadable {sniffed.description}: {type(exc).__name__}: {str(exc)[:200]}"
+        return _skip(reason, sniffed.kind)
+    result = ExtractResult(status="ok", format=sniffed.kind)
+    total = 0
+    for section in sections:
+        text = clean_text(section.text)
+        if not text:
+            continue
+        total += len(text)
+        if total > limits.document_chars:
+            return _skip(too_much, sniffed.kind)
+        result.pages.append(text)
+        result.locations.append(section.label)
+    if not result.pages:
+        return _skip(f"no text in {sniffed.description}", sniffed.kind)
+    return result
 
 
 def extract_pdf(
@@ -246,7 +321,7 @@ def _extract(path: Path, limits: TextLimits, ocr: OcrSettings) -> ExtractResult:
                 f"page tree declares {n_pages} pages, over the limit of {MAX_PAGES} "
                 "(broken or hostile page tree)"
             )
-        result = ExtractResult(status="ok")
+        result = ExtractResult(status="ok", format="pdf")
         budget = _Budget(limits)
         for i in range(n_pages):
             text, state = _page_text(reader, pdfium, i, result, budget)
@@ -267,6 +342,7 @@ def _extract(path: Path, limits: TextLimits, ocr: OcrSettings) -> ExtractResult:
         if not any(result.pages):
             return ExtractResult(
                 status="skipped",
+                format="pdf",
                 reason=_nothing_read(result, ocr),
                 empty_pages=result.empty_pages,
                 garbled_pages=result.garbled_pages,

@@ -26,8 +26,15 @@ from ragserve.retrieval.store import (
     sha256_file,
 )
 
-from .chunk import chunk_document, mark_ocr
-from .extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, ExtractResult, TextLimits, extract_pdf
+from .chunk import chunk_document, mark_locations, mark_ocr
+from .extract import (
+    MAX_DOCUMENT_CHARS,
+    MAX_PAGE_CHARS,
+    ExtractResult,
+    TextLimits,
+    extract_document,
+)
+from .formats import SUFFIXES
 from .ocr import OcrSettings
 from .pool import ExtractPool
 
@@ -58,7 +65,10 @@ class FileReport(msgspec.Struct, frozen=True, omit_defaults=True):
     path: str
     status: Outcome
     reason: str = ""
-    pages: int = 0
+    code: str = ""  # "unsupported_file": a type ragserve does not read (see `reason`)
+    format: str = ""  # what the file is: pdf, text, markdown, html, docx, hwpx, unknown
+    pages: int = 0  # a PDF's pages
+    sections: int = 0  # a format without pages: its sections (a heading's text, ...)
     chunks: int = 0
     ocr_pages: int = 0  # pages whose text came from OCR
     ocr_failed_pages: int = 0  # scanned pages OCR could not read (timeout, error)
@@ -117,7 +127,9 @@ class CorpusError(Exception):
 def discover(
     paths: list[Path], root: Path | None
 ) -> tuple[Path, list[_Candidate], list[FileReport]]:
-    """PDFs under `paths`, with paths relative to the corpus root. Never leaves the root."""
+    """The documents under `paths` (files named as a format ragserve reads, see
+    formats.SUFFIXES; a file named explicitly whatever its name), with paths relative to
+    the corpus root. Never leaves the root."""
     resolved = []
     for p in paths:
         if not p.exists():
@@ -131,7 +143,7 @@ def discover(
     problems: list[FileReport] = []
 
     def consider(file: Path, explicit: bool) -> None:
-        if not explicit and file.suffix.lower() != ".pdf":
+        if not explicit and file.suffix.lower() not in SUFFIXES:
             return
         real = file.resolve()
         if not real.is_relative_to(root):
@@ -171,11 +183,14 @@ class _Batch:
         self.size = 0
 
     def add(self, cand: _Candidate, result: ExtractResult, chunks: list[Chunk]) -> None:
+        paged = not result.locations
         report = FileReport(
             cand.rel,
             "ingested",
             reason=unread_note(result),
-            pages=len(result.pages),
+            format=result.format,
+            pages=len(result.pages) if paged else 0,
+            sections=0 if paged else len(result.pages),
             chunks=len(chunks),
             ocr_pages=len(result.ocr),
             ocr_failed_pages=len(result.ocr_failed),
@@ -305,9 +320,11 @@ def _extract(
     batch = _Batch()
     progress = _progress(options.progress, len(todo))
     limits = TextLimits(options.max_page_chars, options.max_document_chars)
-    extract = functools.partial(extract_pdf, limits=limits, ocr=options.ocr)  # to the workers
+    extract = functools.partial(extract_document, limits=limits, ocr=options.ocr)  # to workers
+    # each file with the name it goes by (an upload's bytes are kept under their hash)
+    tasks = [(path, by_path[path][0].rel) for path in by_path]
     with ExtractPool(options.workers, options.timeout_s, options.memory_limit_mb, extract) as pool:
-        for path, result in pool.imap_unordered(list(by_path)):
+        for (path, _), result in pool.imap_unordered(tasks):
             if cancelled is not None and cancelled():
                 raise IngestCancelled("the ingest was stopped before it finished")
             _account_pages(summary, result)
@@ -318,8 +335,10 @@ def _extract(
                     embedder.token_spans,
                     chunk_tokens=options.chunk_tokens,
                     overlap=options.chunk_overlap,
+                    within_pages=bool(result.locations),  # sections: each chunk in one
                 )
                 chunks = mark_ocr(chunks, {p.page: p.confidence for p in result.ocr})
+                chunks = mark_locations(chunks, result.locations)
             for cand in by_path[path]:
                 if result.status != "ok":
                     kept = cand.rel in existing
@@ -328,7 +347,10 @@ def _extract(
                         cand.rel, cand.size, cand.mtime_ns, result.status, result.reason
                     )
                     outcome = cast(Outcome, result.status)
-                    _record(summary, FileReport(cand.rel, outcome, result.reason + note), on_file)
+                    report = FileReport(
+                        cand.rel, outcome, result.reason + note, result.code, result.format
+                    )
+                    _record(summary, report, on_file)
                 else:
                     batch.add(cand, result, chunks)
                 if batch.size >= options.embed_batch_chunks:

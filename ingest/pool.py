@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection, wait
-from typing import NamedTuple, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 import structlog
 
@@ -24,6 +24,7 @@ from ragserve.errors import RagserveError
 from .extract import ExtractResult, extract_pdf
 
 log = structlog.get_logger(__name__)
+Task = TypeVar("Task")  # what a worker is given: a path, or (path, name) for extract_document
 
 
 class Extend(NamedTuple):
@@ -33,7 +34,7 @@ class Extend(NamedTuple):
 
 
 def _worker_main(
-    conn: Connection, memory_limit_mb: int, fn: Callable[[str], ExtractResult]
+    conn: Connection, memory_limit_mb: int, fn: Callable[[Any], ExtractResult]
 ) -> None:
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
@@ -46,21 +47,21 @@ def _worker_main(
     conn.send("ready")  # deadlines start once the interpreter is up, not at spawn
     while True:
         try:
-            path = conn.recv()
+            task = conn.recv()
         except EOFError:
             return
-        if path is None:
+        if task is None:
             return
-        conn.send(fn(path))
+        conn.send(fn(task))
 
 
 class _Worker:
-    def __init__(self, ctx, memory_limit_mb: int, fn: Callable[[str], ExtractResult]) -> None:
+    def __init__(self, ctx, memory_limit_mb: int, fn: Callable[[Any], ExtractResult]) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb, fn), daemon=True)
         self.proc.start()
         child.close()
-        self.task: str | None = None
+        self.task: Any = None
         self.started = 0.0
         self.deadline = 0.0
         self.ready = False
@@ -85,15 +86,15 @@ class _Worker:
         self.conn.close()
 
 
-class ExtractPool:
-    """Extract PDFs in `workers` processes, each file limited to `timeout_s` seconds."""
+class ExtractPool(Generic[Task]):
+    """Extract files in `workers` processes, each file limited to `timeout_s` seconds."""
 
     def __init__(
         self,
         workers: int,
         timeout_s: float,
         memory_limit_mb: int = 2048,
-        fn: Callable[[str], ExtractResult] = extract_pdf,
+        fn: Callable[[Task], ExtractResult] = extract_pdf,  # type: ignore[assignment]
     ) -> None:
         self.fn = fn  # a module-level function: it travels to the workers by name
         self.workers = max(1, workers)
@@ -103,7 +104,7 @@ class ExtractPool:
         self._ctx = mp.get_context("spawn")
         self._pool: list[_Worker] = []
 
-    def __enter__(self) -> ExtractPool:
+    def __enter__(self) -> ExtractPool[Task]:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -114,8 +115,8 @@ class ExtractPool:
             w.kill()
         self._pool.clear()
 
-    def imap_unordered(self, paths: Iterable[str]) -> Iterator[tuple[str, ExtractResult]]:
-        todo = deque(paths)
+    def imap_unordered(self, tasks: Iterable[Task]) -> Iterator[tuple[Task, ExtractResult]]:
+        todo = deque(tasks)
         while len(self._pool) < min(self.workers, len(todo)):
             self._pool.append(_Worker(self._ctx, self.memory_limit_mb, self.fn))
         busy: dict[Connection, _Worker] = {}
@@ -140,8 +141,8 @@ class ExtractPool:
                     w.deadline += result.seconds
                     continue
                 del busy[cast(Connection, conn)]
-                path, w.task = w.task, None
-                assert path is not None
+                task, w.task = w.task, None
+                assert task is not None
                 if result is None:
                     w.proc.join(timeout=1)
                     code = w.proc.exitcode
@@ -149,20 +150,20 @@ class ExtractPool:
                         status="failed", reason=f"extractor process died (exit code {code})"
                     )
                     self._replace(w)
-                yield path, result
+                yield task, result
             now = time.monotonic()
             for conn, w in list(busy.items()):
                 if w.deadline <= now:
                     del busy[conn]
-                    path, w.task = w.task, None
-                    assert path is not None
+                    task, w.task = w.task, None
+                    assert task is not None
                     took = now - w.started
-                    log.warning("ingest.timeout", path=path, seconds=round(took, 1))
+                    log.warning("ingest.timeout", task=str(task), seconds=round(took, 1))
                     self._replace(w)
                     reason = f"timed out after {took:.0f} s (--timeout {self.timeout_s:g} s"
                     if took > self.timeout_s + 1:
                         reason += ", with --ocr-page-timeout for each page read by OCR"
-                    yield path, ExtractResult(status="failed", reason=reason + ")")
+                    yield task, ExtractResult(status="failed", reason=reason + ")")
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()

@@ -197,8 +197,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 3: what the ingest of a vector store's file found (pages, chunks, OCR'd and unread pages)
     "ALTER TABLE rs_store_files ADD COLUMN report jsonb;",
-    # 4: where a chunk's text came from: NULL the text layer, else OCR's mean confidence
-    "ALTER TABLE rs_chunks ADD COLUMN ocr double precision;",
+    # 4: where a chunk's text came from (ocr: NULL the text layer, else OCR's mean
+    # confidence) and, in a format without pages, where in the file it is (location)
+    "ALTER TABLE rs_chunks ADD COLUMN ocr double precision, ADD COLUMN location text;",
 )
 
 _MIGRATE_LOCK = 0x7261677365727665  # 'ragserve'
@@ -493,7 +494,7 @@ class PostgresReader:
             return {}
         rows = self._rows(
             "SELECT c.id, d.path, c.page_start, c.page_end, c.char_start, c.char_end, c.text, "
-            "c.ocr FROM rs_chunks c JOIN rs_documents d ON d.id = c.doc_id "
+            "c.ocr, c.location FROM rs_chunks c JOIN rs_documents d ON d.id = c.doc_id "
             "WHERE c.id = ANY(%s) AND c.index_id = %s",
             (ids, self.index_id),
         )
@@ -664,7 +665,7 @@ class PostgresWriter:
         with self.conn.cursor() as cur:
             with cur.copy(
                 "COPY rs_chunks (id, index_id, doc_id, ordinal, page_start, page_end, "
-                "char_start, char_end, text, ocr, body, terms, dim, embedding) FROM STDIN"
+                "char_start, char_end, text, ocr, location, body, terms, dim, embedding) FROM STDIN"
             ) as copy:
                 postings: list[tuple[int, str, int, int]] = []
                 for chunk_id, c, v in zip(ids, chunks, vectors, strict=True):
@@ -681,6 +682,7 @@ class PostgresWriter:
                             c.char_end,
                             c.text,
                             c.ocr_confidence,
+                            c.location,
                             " " + " ".join(terms) + " ",
                             len(terms),
                             self.dim,

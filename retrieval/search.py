@@ -49,6 +49,9 @@ class Hit(msgspec.Struct, frozen=True):
     file_id: str | None = None
     # None: the text layer; else OCR read (some of) it with this mean confidence (0-100)
     ocr_confidence: float | None = None
+    # a format without pages: where in the file the passage starts (a heading path, a
+    # line); `page`/`page_end` then count sections and are not shown
+    location: str | None = None
 
     @property
     def origin(self) -> Literal["text", "ocr"]:
@@ -82,6 +85,15 @@ def page_label(start: int, end: int, *, short: bool = True) -> str:
     """`p. 3` / `pp. 3-4` (short) or `page 3` / `pages 3-4`."""
     one, many = ("p.", "pp.") if short else ("page", "pages")
     return f"{one} {start}" if start == end else f"{many} {start}-{end}"
+
+
+def place_label(
+    start: int | None, end: int | None, location: str | None, *, short: bool = True
+) -> str:
+    """Where a passage is: its location in a format without pages, else its page(s)."""
+    if location is not None or start is None:
+        return location or ""
+    return page_label(start, end if end is not None else start, short=short)
 
 
 ADJACENT_CHARS = 2  # chunks this close (a line break between them) are one place
@@ -127,6 +139,7 @@ def _merged(run: list[Hit], rank: dict[int, int]) -> tuple[int, Hit]:
         char_start=run[0].char_start,
         char_end=end,
         ocr_confidence=min(read) if (read := _ocr_confidences(run)) else None,
+        location=run[0].location,
     )
 
 
@@ -349,6 +362,7 @@ class Retriever:
                 char_start=c.char_start,
                 char_end=c.char_end,
                 ocr_confidence=c.ocr_confidence,
+                location=c.location,
             )
             for i, score in ranked
             if (c := chunks.get(i)) is not None

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     char_start INTEGER NOT NULL,           -- offsets into the document's cleaned text
     char_end INTEGER NOT NULL,
     text TEXT NOT NULL,
-    ocr REAL                               -- NULL: the text layer; else OCR's mean confidence
+    ocr REAL,                              -- NULL: the text layer; else OCR's mean confidence
+    location TEXT                          -- NULL: a PDF's pages; else where in the file
 );
 -- Files that could not be ingested, so an unchanged bad file is not parsed again.
 CREATE TABLE IF NOT EXISTS skipped (
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS skipped (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(body, tokenize='unicode61');
 """
+
+
+# columns later versions added to `chunks`, in the order reads return them
+ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("ocr", "REAL"), ("location", "TEXT"))
 
 
 def sha256_file(path: Path) -> str:
@@ -73,6 +78,9 @@ class Chunk(msgspec.Struct, frozen=True):
     # None: the text layer; else the text (or some of it) came from OCR, and this is
     # Tesseract's mean confidence (0-100) over the OCR'd pages the chunk spans
     ocr_confidence: float | None = None
+    # a format without pages (Markdown, Word, HWPX, ...): where in the file the chunk
+    # starts, e.g. a heading path; page_start/page_end then count sections. None: a PDF
+    location: str | None = None
 
 
 class StoredChunk(msgspec.Struct, frozen=True):
@@ -84,6 +92,7 @@ class StoredChunk(msgspec.Struct, frozen=True):
     char_end: int
     text: str
     ocr_confidence: float | None = None
+    location: str | None = None
 
 
 class DocumentRow(Document, frozen=True):
@@ -108,11 +117,12 @@ class ChunkStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
-        if "ocr" not in columns and not readonly:  # a writer's copy of an older version
-            self._db.execute("ALTER TABLE chunks ADD COLUMN ocr REAL")
-            columns.add("ocr")
-        # an older version read as published: all its text came from text layers
-        self._ocr = "c.ocr" if "ocr" in columns else "NULL"
+        for name, kind in ADDED_COLUMNS:
+            if name not in columns and not readonly:  # a writer's copy of an older version
+                self._db.execute(f"ALTER TABLE chunks ADD COLUMN {name} {kind}")
+                columns.add(name)
+        # an older version read as published: PDF text from text layers (NULLs)
+        self._added = ", ".join(f"c.{n}" if n in columns else "NULL" for n, _ in ADDED_COLUMNS)
 
     def close(self) -> None:
         self._db.close()
@@ -191,7 +201,7 @@ class ChunkStore:
         for c in chunks:
             cur = self._db.execute(
                 "INSERT INTO chunks (doc_id, ordinal, page_start, page_end, char_start, char_end,"
-                " text, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " text, ocr, location) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     doc_id,
                     c.ordinal,
@@ -201,6 +211,7 @@ class ChunkStore:
                     c.char_end,
                     c.text,
                     c.ocr_confidence,
+                    c.location,
                 ),
             )
             chunk_id = int(cur.lastrowid or 0)
@@ -230,7 +241,7 @@ class ChunkStore:
         marks = ",".join("?" * len(ids))
         rows = self._db.execute(
             "SELECT c.id, d.path, c.page_start, c.page_end, c.char_start, c.char_end, c.text, "
-            f"{self._ocr} FROM chunks c JOIN documents d ON d.id = c.doc_id "
+            f"{self._added} FROM chunks c JOIN documents d ON d.id = c.doc_id "
             f"WHERE c.id IN ({marks})",
             ids,
         ).fetchall()

@@ -68,11 +68,12 @@ def load_secret(configured: str | None, data_dir: Path, store: str | None = None
     return file_secret(data_dir)
 
 
-def content_url(base_url: str, file_id: str, page: int, signer: UrlSigner | None) -> str:
+def content_url(base_url: str, file_id: str, page: int | None, signer: UrlSigner | None) -> str:
+    """The link that opens a file (a PDF at `page`; other formats have no pages)."""
     url = f"{base_url.rstrip('/')}/v1/files/{file_id}/content"
     if signer is not None:
         url += f"?token={signer.sign(file_id)}"
-    return f"{url}#page={page}"
+    return url if page is None else f"{url}#page={page}"
 
 
 def url_citations(answer: str, sources: list[Source]) -> list[Annotation]:

@@ -9,7 +9,7 @@ from msgspec import Meta
 
 from ragserve.engine import Finished, SamplingParams
 from ragserve.errors import InvalidRequest
-from ragserve.retrieval.search import page_label
+from ragserve.retrieval.search import place_label
 
 # Bounds on what one request may ask for, enforced when the body is decoded (and so
 # documented in the OpenAPI spec): every list, string and number a client controls.
@@ -215,8 +215,8 @@ class Source(Response):
 
     index: int
     document: str
-    page: int
-    page_end: int
+    page: int | None  # None: a format without pages (Markdown, Word, HWPX, ...): see `location`
+    page_end: int | None
     score: float
     snippet: str
     chunk_id: int
@@ -224,10 +224,11 @@ class Source(Response):
     url: str | None = None  # opens the PDF at `page` (signed when API keys are on)
     origin: Literal["text", "ocr"] = "text"  # the PDF's text layer, or OCR of a scanned page
     ocr_confidence: float | None = None  # Tesseract's mean confidence (0-100) where OCR'd
+    location: str | None = None  # a format without pages: where (a heading path, a line)
 
     @property
     def title(self) -> str:
-        return f"{self.document}, {page_label(self.page, self.page_end)}"
+        return f"{self.document}, {place_label(self.page, self.page_end, self.location)}"
 
 
 class UrlCitation(Response):

@@ -18,7 +18,7 @@ import msgspec
 
 from ragserve.engine import Engine
 from ragserve.errors import ContextLengthExceeded
-from ragserve.retrieval.search import Hit, page_label
+from ragserve.retrieval.search import Hit, place_label
 
 from .protocol import Source
 
@@ -136,8 +136,8 @@ def search_query(messages: list[dict[str, Any]]) -> str:
 
 
 def source_block(n: int, hit: Hit) -> str:
-    pages = page_label(hit.page, hit.page_end, short=False)
-    return f"[{n}] ({hit.document}, {pages})\n{hit.text.strip()}\n"
+    where = place_label(hit.page, hit.page_end, hit.location, short=False)
+    return f"[{n}] ({hit.document}, {where})\n{hit.text.strip()}\n"
 
 
 def augmented_turn(question: str, blocks: Sequence[str]) -> str:
@@ -275,8 +275,9 @@ def pack(
         Source(
             index=i,
             document=h.document,
-            page=h.page,
-            page_end=h.page_end,
+            page=None if h.location is not None else h.page,
+            page_end=None if h.location is not None else h.page_end,
+            location=h.location,
             score=h.score,
             snippet=h.snippet(),
             chunk_id=h.chunk_id,
@@ -299,7 +300,7 @@ def sources_footer(answer: str, sources: list[Source]) -> str:
     shown = [s for s in sources if s.index in cited] or sources
     lines = []
     for s in shown:
-        label = f"{s.document}, {page_label(s.page, s.page_end)}"
+        label = s.title
         if s.url:  # a markdown link: LibreChat and Open WebUI render it clickable
             label = "[" + _MARKDOWN.sub(r"\\\g<0>", label) + f"]({s.url})"
         lines.append(f"[{s.index}] {label}")

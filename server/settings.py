@@ -337,7 +337,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         switch=True,
         const=False,
     ),
-    Option("max_upload_mb", "--max-upload-mb", whole(1, 4096), 100, "largest PDF upload, in MB"),
+    Option("max_upload_mb", "--max-upload-mb", whole(1, 4096), 100, "largest upload, in MB"),
     Option(
         "attach_concurrency",
         "--attach-concurrency",

@@ -111,7 +111,7 @@ ERRORS[("get", "/v1/responses/{response_id}/input_items")] = {
 }
 ERRORS[("post", "/v1/files")] = {
     **_POST,
-    400: "not a PDF, too large, or a field missing (`param` says which)",
+    400: "empty, too large, or a field missing (`param` says which)",
     403: "an upload from a web page of another origin (no API key configured)",
 }
 ERRORS[("delete", "/v1/files/{file_id}")] = {
@@ -143,7 +143,7 @@ UPLOAD_BODY = {
             "schema": {
                 "type": "object",
                 "properties": {
-                    "file": {"type": "string", "contentMediaType": "application/pdf"},
+                    "file": {"type": "string", "contentMediaType": "application/octet-stream"},
                     "purpose": {"type": "string", "enum": ["assistants", "user_data"]},
                 },
                 "required": ["file", "purpose"],
@@ -255,9 +255,11 @@ def document(spec: dict) -> None:
     content = spec["paths"]["/v1/files/{file_id}/content"]["get"]
     content["parameters"] = [*content.get("parameters", []), TOKEN_PARAMETER]
     ok = content["responses"]["200"]
-    ok["content"]["application/pdf"]["schema"] = {
-        "type": "string",
-        "contentMediaType": "application/pdf",
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    ok["content"] = {
+        "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
+        "text/plain": {"schema": {"type": "string"}},  # text, Markdown, HTML (never rendered)
+        "application/octet-stream": {"schema": binary},  # Word, Hangul: downloaded
     }
     ok["headers"]["last-modified"]["schema"] = {"type": "string"}  # an HTTP-date, not ISO
     for (method, path), kind in STORE_BODIES.items():

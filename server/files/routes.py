@@ -23,12 +23,13 @@ MULTIPART_SLACK = 64 * 1024  # the form's own fields and boundaries
 
 
 def upload_route(max_bytes: int) -> HTTPRouteHandler:
-    """POST /v1/files, with the body limit of the settings (PDFs are larger than JSON)."""
+    """POST /v1/files, with the body limit of the settings (files are larger than JSON)."""
 
     @post(
         "/v1/files",
         status_code=200,
-        summary="Upload a PDF (multipart: file, purpose)",
+        summary="Upload a file (multipart: file, purpose); PDF, text, Markdown, HTML, Word "
+        "(.docx) and Hangul (.hwpx) are read when attached to a vector store",
         opt=needs("files:write", audit=True),
         operation_id="createFile",
         tags=["files"],
@@ -41,7 +42,7 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
     ) -> FileObject:
         upload = data.get("file")
         if not isinstance(upload, UploadFile):
-            raise InvalidRequest("send the PDF as the multipart field 'file'", param="file")
+            raise InvalidRequest("send the file as the multipart field 'file'", param="file")
         purpose = data.get("purpose")
         if not isinstance(purpose, str):
             raise InvalidRequest("the multipart field 'purpose' is required", param="purpose")
@@ -101,15 +102,28 @@ async def delete_file(file_id: str, request: Request, files: FileService) -> Fil
 
 @get(
     "/v1/files/{file_id:str}/content",
-    summary="The PDF itself (citation links add #page=N; with API keys, a signed ?token= "
-    "works without a key)",
+    summary="The file itself (citation links to a PDF add #page=N; with API keys, a signed "
+    "?token= works without a key)",
     opt={**needs("files:read"), "link": True},
     operation_id="downloadFile",
     tags=["files"],
     media_type="application/pdf",
 )
 async def file_content(file_id: str, request: Request, files: FileService) -> File:
-    path, name = await asyncio.to_thread(files.content, file_id, principal_of(request))
+    """A PDF opens in the browser; text formats (HTML too: never rendered as a page of
+    this server) show as plain text; the rest download. The browser may not sniff another
+    type (nosniff), and what is not a PDF is sandboxed (Chrome's PDF viewer refuses a
+    sandboxed document, so a PDF is not)."""
+    path, name, sniffed = await asyncio.to_thread(files.content, file_id, principal_of(request))
+    headers = {"X-Content-Type-Options": "nosniff"}
+    if sniffed.kind != "pdf":
+        headers["Content-Security-Policy"] = "sandbox"
+    inline = sniffed.kind in ("pdf", "text", "markdown", "html")
     return File(
-        path, filename=name, media_type="application/pdf", content_disposition_type="inline"
+        path,
+        filename=name,
+        media_type=sniffed.media_type(),
+        encoding=sniffed.charset,
+        content_disposition_type="inline" if inline else "attachment",
+        headers=headers,
     )

@@ -1,4 +1,4 @@
-"""The library's PDFs as OpenAI files: uploads (each its own file object, the bytes shared
+"""The library's documents as OpenAI files: uploads (each its own file object, the bytes shared
 underneath) and the documents of the server's own index; described, listed, served for
 citations, deleted."""
 
@@ -10,12 +10,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from ragserve.errors import Conflict, InvalidRequest, NotFound, NotReady, PermissionDenied
+from ragserve.ingest.formats import Sniffed, sniff
 from ragserve.retrieval.search import file_id
 from ragserve.retrieval.store import DocumentRow, is_upload, sha256_file
 
 from ..access.keys import LOCAL, Principal
 from ..access.visible import DEFAULT_STORE, Visibility
-from ..catalog import PDF_MAGIC, Catalog, FileRecord
+from ..catalog import Catalog, FileRecord
 from ..pages import Page, paginate
 from ..state import AppState
 from ..vector_stores.service import VectorStores
@@ -55,27 +56,24 @@ class FileService:
     def upload(
         self, stream: IO[bytes], filename: str, purpose: str, owner: str | None = None
     ) -> FileObject:
-        """Keep an uploaded PDF (checked by its content, not its name) and describe it."""
+        """Keep an uploaded file, whatever it is (as OpenAI does: a type ragserve cannot
+        read fails its attach to a vector store, `unsupported_file`), and describe it.
+        Its bytes are only ever stored, hashed and served back, never opened here."""
         limit = self.state.settings.max_upload_bytes
         if purpose not in PURPOSES:
-            raise InvalidRequest(
-                f"purpose must be one of {', '.join(PURPOSES)} (this server keeps PDFs)",
-                param="purpose",
-            )
-        head = stream.read(1024)
-        if PDF_MAGIC not in head:
-            raise InvalidRequest("the file is not a PDF (no %PDF- header)", param="file")
+            raise InvalidRequest(f"purpose must be one of {', '.join(PURPOSES)}", param="purpose")
 
         def chunks() -> Iterator[bytes]:
-            size = len(head)
-            yield head
+            size = 0
             while block := stream.read(CHUNK):
                 size += len(block)
                 if size > limit:
                     raise InvalidRequest(f"the file is larger than {limit} bytes", param="file")
                 yield block
+            if size == 0:
+                raise InvalidRequest("the file is empty (0 bytes)", param="file")
 
-        name = os.path.basename(filename.replace("\\", "/"))[:255] or "document.pdf"
+        name = os.path.basename(filename.replace("\\", "/"))[:255] or "document"
         return from_record(self.catalog.add_file(chunks(), name, purpose, owner))
 
     def _document(self, fid: str) -> DocumentRow | None:
@@ -145,9 +143,14 @@ class FileService:
         self.catalog.delete_file(fid)
         return FileDeleted(id=fid)
 
-    def content(self, fid: str, principal: Principal = LOCAL) -> tuple[Path, str]:
-        """The PDF's path and file name (for an indexed document, only if its bytes are
-        still what was indexed: this may hash the file, so run it in a worker thread)."""
+    def content(self, fid: str, principal: Principal = LOCAL) -> tuple[Path, str, Sniffed]:
+        """The file's path, name and what it is (for an indexed document, only if its
+        bytes are still what was indexed: this may hash the file, so run it in a worker
+        thread)."""
+        path, name = self._content(fid, principal)
+        return path, name, sniff(path, name)
+
+    def _content(self, fid: str, principal: Principal) -> tuple[Path, str]:
         if principal.link_file is None:  # a signed link was minted for a readable file
             self._check(fid, principal)
         record = self.catalog.file(fid)

@@ -237,8 +237,11 @@ class ResponseService:
             for source, hit in zip(p.sources, p.hits, strict=False):
                 record = p.records.get(source.file_id or source.document)
                 attributes = dict(record.attributes) if record else {}
-                attributes["ragserve.page"] = source.page
-                attributes["ragserve.page_end"] = source.page_end
+                if source.page is not None:
+                    attributes["ragserve.page"] = source.page
+                    attributes["ragserve.page_end"] = source.page_end
+                if source.location is not None:
+                    attributes["ragserve.location"] = source.location
                 if source.url:
                     attributes["ragserve.url"] = source.url
                 attributes["ragserve.origin"] = source.origin

@@ -203,8 +203,9 @@ class StoreApi:
                     score=hit.score,
                     attributes=record.attributes,
                     content=[SearchContent(text=hit.text)],
-                    page=hit.page,
-                    page_end=hit.page_end,
+                    page=None if hit.location is not None else hit.page,
+                    page_end=None if hit.location is not None else hit.page_end,
+                    location=hit.location,
                     origin=hit.origin,
                     ocr_confidence=hit.ocr_confidence,
                 )

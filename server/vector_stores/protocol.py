@@ -94,7 +94,9 @@ class IngestReport(Response, omit_defaults=True):
     """ragserve's addition to a vector store file: what reading it found. A completed file
     with `unread_pages` is in the store without those pages' text; `note` says why."""
 
-    pages: int = 0
+    format: str = ""  # pdf, text, markdown, html, docx, hwpx
+    pages: int = 0  # a PDF's pages
+    sections: int = 0  # a format without pages: its sections (the text under a heading)
     chunks: int = 0
     ocr_pages: int = 0  # pages whose text Tesseract read from the page image
     ocr_failed_pages: int = 0  # scanned pages OCR could not read (its time limit, an error)
@@ -166,8 +168,9 @@ class SearchResult(Response):
     attributes: dict[str, Any]
     content: list[SearchContent]
     # ragserve's additions: where in the file the passage is, and where its text came from
-    page: int | None = None
+    page: int | None = None  # None: a format without pages; `location` says where
     page_end: int | None = None
+    location: str | None = None
     origin: Literal["text", "ocr"] = "text"
     ocr_confidence: float | None = None
 

@@ -57,10 +57,9 @@ READY_WAIT_S = 600.0
 
 def safe_name(filename: str) -> str:
     """A file name that stays inside the corpus folder: its last part, no control or
-    separator characters, no leading dots, ending in .pdf."""
+    separator characters, no leading dots (its suffix kept: it tells Markdown from text)."""
     name = PurePosixPath(filename.replace("\\", "/")).name
-    name = re.sub(r"[\x00-\x1f\x7f/]", "", name).lstrip(". ").strip()[:200] or "document"
-    return name if name.lower().endswith(".pdf") else name + ".pdf"
+    return re.sub(r"[\x00-\x1f\x7f/]", "", name).lstrip(". ").strip()[:200] or "document"
 
 
 class VectorStores:
@@ -280,7 +279,8 @@ class VectorStores:
                 for f in waiting:
                     report = reports.get(f.document)
                     if report is not None and report.status in ("failed", "skipped"):
-                        reason = {"code": "invalid_file", "message": report.reason}
+                        code = report.code or "invalid_file"  # or unsupported_file
+                        reason = {"code": code, "message": report.reason}
                         self.catalog.set_status(sid, f.file_id, "failed", reason)
                     else:  # ingested (its report), or unchanged (the earlier report stays)
                         found = _report(report) if report and report.status == "ingested" else None
@@ -347,7 +347,9 @@ def _report(r: FileReport) -> dict[str, Any]:
     """What the file's status shows of its ingest: an IngestReport (zeros left out)."""
     return msgspec.to_builtins(
         IngestReport(
+            format=r.format,
             pages=r.pages,
+            sections=r.sections,
             chunks=r.chunks,
             ocr_pages=r.ocr_pages,
             ocr_failed_pages=r.ocr_failed_pages,

@@ -40,6 +40,17 @@ def test_empty_document_has_no_chunks():
     assert chunk_document([""], word_spans, chunk_tokens=10, overlap=2) == []
 
 
+def test_chunks_within_pages_never_span_two_and_cover_every_page():
+    pages = ["a " * 7, "b " * 50, "c " * 3]
+    chunks = chunk_document(pages, word_spans, chunk_tokens=20, overlap=5, within_pages=True)
+    assert all(c.page_start == c.page_end for c in chunks)
+    assert [c.page_start for c in chunks] == [1, 2, 2, 2, 3]
+    for page in (1, 2, 3):
+        words = " ".join(c.text for c in chunks if c.page_start == page).split()
+        assert set(words) == {"abc"[page - 1]}
+    assert len(chunk_document(pages, word_spans, chunk_tokens=20, overlap=5)) < len(chunks)
+
+
 def test_chunks_over_ocr_pages_carry_the_mean_confidence_of_those_pages():
     pages = [" ".join(f"{p}w{i}" for i in range(30)) for p in "abc"]
     chunks = chunk_document(pages, word_spans, chunk_tokens=20, overlap=5)

@@ -333,7 +333,7 @@ def test_real_world_samples_ingest_or_skip_with_reason(tmp_path: Path, embedder)
     assert summary.failed == 0 or all(p.reason for p in summary.problems)
     problems = {p.path for p in summary.problems}
     docs = {d.path for d in Retriever(tmp_path / "index", embedder).version.documents()}
-    assert docs | problems == pdfs
+    assert {d for d in docs | problems if d.endswith(".pdf")} == pdfs  # (and its README.md)
     assert all(p.reason for p in summary.problems)
     assert summary.ingested >= len(pdfs) // 2
 

@@ -210,12 +210,22 @@ def test_attribute_filters_and_or_and_numeric_ranges(sdk, pdfs):
         search(sdk, store.id, "x", filters={"type": "and", "filters": []})
 
 
-def test_uploads_are_checked_by_content_and_size(sdk, library, tmp_path):
+def test_uploads_are_checked_by_size_and_kept_whatever_they_are(sdk, library, tmp_path):
+    """Any file may be uploaded (as at OpenAI: what ragserve cannot read fails its attach,
+    below); an empty one, a large one or one from another web page may not."""
     fake = tmp_path / "fake.pdf"
     fake.write_bytes(b"MZ\x90\x00 definitely not a pdf")
+    kept = sdk.files.create(file=fake, purpose="assistants")
+    assert kept.filename == "fake.pdf" and sdk.files.content(kept.id).content == fake.read_bytes()
+    store = sdk.vector_stores.create(name="fake")
+    attached = sdk.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=kept.id)
+    assert attached.status == "failed" and attached.last_error.code == "invalid_file"
+    assert "not a PDF" in attached.last_error.message, attached.last_error
+    empty = tmp_path / "empty.md"
+    empty.write_bytes(b"")
     with pytest.raises(openai.BadRequestError) as err:
-        sdk.files.create(file=fake, purpose="assistants")
-    assert err.value.body["param"] == "file"
+        sdk.files.create(file=empty, purpose="assistants")
+    assert err.value.body["param"] == "file" and "empty" in err.value.body["message"]
     big = tmp_path / "big.pdf"
     big.write_bytes(b"%PDF-1.4\n" + b"0" * (3 * 1024 * 1024))
     with pytest.raises(openai.APIStatusError) as err:
