@@ -60,6 +60,24 @@ def retriever(index_dir, embedder) -> Retriever:
     return Retriever(index_dir, embedder)
 
 
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
+    """A server of the module's own, with its own library (uploads, vector stores,
+    responses) in a fresh data folder; uploads up to 2 MB."""
+    data = tmp_path_factory.mktemp("library-data")
+    settings = make_settings(index_dir, data_dir=data, max_upload_mb=2)
+    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def sdk(library):
+    """The official OpenAI SDK on the module's `library` server."""
+    import openai
+
+    return openai.OpenAI(base_url=library.url + "/v1", api_key="x", max_retries=0, timeout=120)
+
+
 @pytest.fixture(scope="session")
 def server(index_dir, engine, retriever) -> Iterator[LiveServer]:
     app = create_app(

@@ -5,16 +5,11 @@ served back safely; a type ragserve cannot read fails its attach with `unsupport
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import docgen
 import httpx
-import openai
 import pytest
-from liveserver import LiveServer, make_settings
-
-from ragserve.server.app import create_app
 
 # one fact per file, each with a code only that file holds: (file name, question, code,
 # the location its passage must name)
@@ -53,19 +48,6 @@ CASES = [
     ("계약.docx", "docx", "HX-3301 계약금액", "HX-3301", "계약 개요"),
     ("일정.hwpx", "hwpx", "PX-7720 납품기한", "PX-7720", "납품 일정"),
 ]
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("formats-data")
-    settings = make_settings(index_dir, data_dir=data, max_upload_mb=2)
-    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def sdk(library) -> openai.OpenAI:
-    return openai.OpenAI(base_url=library.url + "/v1", api_key="x", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -32,19 +32,6 @@ CONTRACT_EN = [
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("library-data")
-    settings = make_settings(index_dir, data_dir=data, max_upload_mb=2)
-    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def sdk(library) -> openai.OpenAI:
-    return openai.OpenAI(base_url=library.url + "/v1", api_key="x", max_retries=0, timeout=120)
-
-
-@pytest.fixture(scope="module")
 def pdfs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("uploads")
     return {

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pdfgen
 import pytest
-from liveserver import LiveServer, make_settings
 
-from ragserve.server.app import create_app
 from ragserve.server.pages import Page, paginate
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("pages-data")
-    settings = make_settings(index_dir, data_dir=data)
-    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sdk(live) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0, timeout=120)
 
 
 def test_vector_stores_page_through_more_than_a_hundred(sdk):

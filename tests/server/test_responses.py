@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -40,19 +39,6 @@ WEATHER = {
     },
     "strict": True,
 }
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, index_dir, engine, retriever) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp("responses-data")
-    settings = make_settings(index_dir, data_dir=data)
-    with LiveServer(create_app(settings, engine=engine, retriever=retriever)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sdk(live) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -334,8 +320,8 @@ def test_file_search_streams_its_events(sdk, store):
         ({"input": "hi", "previous_response_id": "resp_doesnotexist"}, "previous_response_id"),
     ],
 )
-def test_bad_requests_get_openai_errors_naming_the_field(live, body, param):
-    r = httpx.post(live.url + "/v1/responses", json={"model": "smollm2", **body}, timeout=30)
+def test_bad_requests_get_openai_errors_naming_the_field(library, body, param):
+    r = httpx.post(library.url + "/v1/responses", json={"model": "smollm2", **body}, timeout=30)
     assert r.status_code in (400, 404), r.text
     error = r.json()["error"]
     assert error["param"] == param, error
