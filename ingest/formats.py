@@ -58,10 +58,6 @@ class Sniffed(msgspec.Struct, frozen=True):
     description: str  # what it is, for messages ("a PNG image")
     encoding: str | None = None  # the text formats: how their bytes decode
 
-    @property
-    def paged(self) -> bool:
-        return self.kind == "pdf"
-
     def media_type(self) -> str:
         """The Content-Type its bytes are served with: text formats (HTML included, never
         rendered) as plain text (in `charset`), the rest as what they are."""
@@ -516,7 +512,13 @@ def _docx_blocks(path: Path) -> Iterator[Block]:
     import docx
     from docx.oxml.ns import qn
 
-    _open_zip(path).close()  # the unpacked-size bound, before python-docx reads it all
+    with _open_zip(path) as z:  # the unpacked-size bound, before python-docx reads it all
+        # python-docx reads no footnotes: they come from their part, read while it is open
+        notes = [
+            " ".join(_xml_text(n).split())
+            for n in (_xml(z, "word/footnotes.xml") if "word/footnotes.xml" in z.namelist() else ())
+            if _local(n.tag) == "footnote" and int(n.get(qn("w:id"), "0")) > 0
+        ]
     try:
         document = docx.Document(str(path))
     except Exception as exc:  # python-docx raises many kinds for a broken package
@@ -543,16 +545,9 @@ def _docx_blocks(path: Path) -> Iterator[Block]:
     if extra:
         yield ("headers and footers",), None, ""
         yield None, None, "\n".join(extra)
-    with _open_zip(path) as z:
-        if "word/footnotes.xml" in z.namelist():
-            notes = [
-                " ".join(_xml_text(n).split())
-                for n in _xml(z, "word/footnotes.xml")
-                if _local(n.tag) == "footnote" and int(n.get(qn("w:id"), "0")) > 0
-            ]
-            if any(notes):
-                yield ("footnotes",), None, ""
-                yield None, None, "\n".join(n for n in notes if n)
+    if any(notes):
+        yield ("footnotes",), None, ""
+        yield None, None, "\n".join(n for n in notes if n)
 
 
 def _docx_text(paragraph) -> str:

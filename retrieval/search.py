@@ -54,6 +54,11 @@ class Hit(msgspec.Struct, frozen=True):
     location: str | None = None
 
     @property
+    def pages(self) -> tuple[int | None, int | None]:
+        """(page, page_end) as shown to clients: (None, None) for a format without pages."""
+        return (None, None) if self.location is not None else (self.page, self.page_end)
+
+    @property
     def origin(self) -> Literal["text", "ocr"]:
         """Where the passage's text came from: the PDF's text layer, or OCR of a scan."""
         return "text" if self.ocr_confidence is None else "ocr"

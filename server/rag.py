@@ -275,8 +275,8 @@ def pack(
         Source(
             index=i,
             document=h.document,
-            page=None if h.location is not None else h.page,
-            page_end=None if h.location is not None else h.page_end,
+            page=h.pages[0],
+            page_end=h.pages[1],
             location=h.location,
             score=h.score,
             snippet=h.snippet(),

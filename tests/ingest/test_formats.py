@@ -28,6 +28,10 @@ DOC = [
 ]
 
 
+# where DOC's sections are, written as .docx or .hwpx with a header and a footnote
+OFFICE_LOCATIONS = ["계약 개요", "계약 개요 › 납품", "Annex", "headers and footers", "footnotes"]
+
+
 def read(path: Path, name: str = "") -> dict[str, str]:
     """location -> text of what the extractor kept of a file."""
     result = extract_document((str(path), name or path.name))
@@ -140,13 +144,7 @@ def test_word_headings_tables_headers_footers_and_footnotes(tmp_path):
         tmp_path / "계약.docx", DOC, header="대외비", footer="조달팀", footnote="부가세 별도"
     )
     got = read(path)
-    assert list(got) == [
-        "계약 개요",
-        "계약 개요 › 납품",
-        "Annex",
-        "headers and footers",
-        "footnotes",
-    ]
+    assert list(got) == OFFICE_LOCATIONS
     assert "계약금액은 4억 원" in got["계약 개요"]
     assert "품목 | 수량\n드릴 | 88" in got["계약 개요 › 납품"]
     assert got["headers and footers"] == "대외비\n조달팀" and got["footnotes"] == "부가세 별도"
@@ -157,13 +155,7 @@ def test_hangul_sections_outline_headings_tables_and_notes(tmp_path):
         tmp_path / "보고서.hwpx", [DOC[:5], DOC[5:]], header="머리말", footnote="각주 본문"
     )
     got = read(path)
-    assert list(got) == [
-        "계약 개요",
-        "계약 개요 › 납품",
-        "Annex",
-        "headers and footers",
-        "footnotes",
-    ]
+    assert list(got) == OFFICE_LOCATIONS
     assert "품목 | 수량\n드릴 | 88" in got["계약 개요 › 납품"]  # the second section follows
     assert got["headers and footers"] == "머리말" and got["footnotes"] == "각주 본문"
     # the 2024 standard's namespaces (KS X 6101:2024) read the same
