@@ -59,7 +59,7 @@ def pypdf_single(paths: list[Path]) -> int:
 def pool_extract(paths: list[Path], workers: int) -> int:
     from ragserve.ingest.pool import ExtractPool
 
-    with ExtractPool(workers, timeout_s=120) as pool:
+    with ExtractPool(workers, timeout_s=120, memory_limit_mb=2048) as pool:
         return sum(len(r.pages) for _, r in pool.imap_unordered([str(p) for p in paths]))
 
 

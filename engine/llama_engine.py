@@ -18,6 +18,7 @@ from .chat import ChatTemplate
 from .grammar import GrammarCache, check_gbnf
 from .llama import Candidates, Context, Grammar, Model, Sampler, flash_attn_type, load_mode
 from .llama import kv_cache_type as kv_cache_type_id
+from .options import DEFAULTS
 from .scheduler import Scheduler
 from .tool_formats import ToolFormat
 from .types import DEFAULT_N_CTX, BackendError, SamplingParams
@@ -192,16 +193,16 @@ class LlamaEngine(GgufTokens, Scheduler):
         model_path: Path,
         *,
         model_id: str,
-        n_ctx: int | None = None,
-        parallel: int = 4,
-        n_gpu_layers: int | None = None,
-        n_threads: int | None = None,
-        n_batch: int | None = None,
-        max_queue: int = 16,
-        flash_attn: bool | str = True,
-        kv_cache_type: str = "f16",
-        mmap: str = "auto",
-        stream_interval: float = 0.05,
+        n_ctx: int | None = DEFAULTS["n_ctx"],
+        parallel: int = DEFAULTS["parallel"],
+        n_gpu_layers: int | None = DEFAULTS["n_gpu_layers"],
+        n_threads: int | None = DEFAULTS["n_threads"],
+        n_batch: int | None = DEFAULTS["n_batch"],
+        max_queue: int = DEFAULTS["max_queue"],
+        flash_attn: bool | str = DEFAULTS["flash_attn"],
+        kv_cache_type: str = DEFAULTS["kv_cache_type"],
+        mmap: str = DEFAULTS["mmap"],
+        stream_interval: float = DEFAULTS["stream_interval"],
         warmup: bool = True,
     ) -> None:
         # Bad names fail before the model is read.

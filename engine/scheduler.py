@@ -28,6 +28,7 @@ import structlog
 from ragserve.errors import EngineFailed, InvalidRequest, QueueFull
 
 from .jobs import Job, call_soon, deliver_all
+from .options import DEFAULTS
 from .slots import Entry, Slot
 from .types import (
     Backend,
@@ -56,8 +57,8 @@ class Scheduler:
         backend: Backend,
         *,
         parallel: int,
-        max_queue: int = 16,
-        stream_interval: float = 0.05,
+        max_queue: int = DEFAULTS["max_queue"],
+        stream_interval: float = DEFAULTS["stream_interval"],
         name: str = "engine-worker",
     ) -> None:
         self._backend = backend

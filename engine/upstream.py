@@ -50,6 +50,7 @@ from ragserve.errors import (
 )
 
 from .jobs import events_of
+from .options import DEFAULTS
 from .tool_formats import ToolFormat, detect
 from .types import (
     DEFAULT_N_CTX,
@@ -358,11 +359,11 @@ class UpstreamEngine:
         model: str | None = None,
         api_key: str | None = None,
         tokenizer: str | None = None,
-        n_ctx: int | None = None,
-        parallel: int = 4,
-        max_queue: int = 16,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 120.0,
+        n_ctx: int | None = DEFAULTS["n_ctx"],
+        parallel: int = DEFAULTS["parallel"],
+        max_queue: int = DEFAULTS["max_queue"],
+        connect_timeout: float = DEFAULTS["llm_connect_timeout"],
+        read_timeout: float = DEFAULTS["llm_read_timeout"],
         check: bool = True,
     ) -> None:
         if not url.startswith(("http://", "https://")):

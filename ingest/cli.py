@@ -3,62 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import msgspec
 
-from ragserve.options import Option, SettingError, add_options, number, resolve, whole
+from ragserve.options import SettingError, add_options, resolve
 from ragserve.retrieval.config import add_retrieval_arguments, retrieval_settings
 
-from .extract import TEXT_LIMIT_OPTIONS
-from .ocr import OCR_OPTIONS, ocr_settings, unavailable_reason
-from .pipeline import IngestOptions, IngestSummary, run_ingest
-
-INGEST_OPTIONS: tuple[Option, ...] = (
-    Option(
-        "workers",
-        "--workers",
-        whole(1, 256),
-        max(1, os.cpu_count() or 1),
-        "extraction processes",
-        env="RAGSERVE_INGEST_WORKERS",
-        default_text="number of cores",
-    ),
-    Option(
-        "timeout_s",
-        "--timeout",
-        number(1),
-        120.0,
-        "seconds allowed per file before it is skipped",
-        env="RAGSERVE_INGEST_TIMEOUT",
-    ),
-    Option(
-        "memory_limit_mb",
-        "--memory-limit-mb",
-        whole(256),
-        2048,
-        "address-space limit per extraction process, MiB",
-        env="RAGSERVE_INGEST_MEMORY_LIMIT_MB",
-    ),
-    *TEXT_LIMIT_OPTIONS,
-    *OCR_OPTIONS,
-    Option(
-        "chunk_tokens",
-        "--chunk-tokens",
-        whole(16, 8192),
-        200,
-        "tokens per chunk (the embedding model's tokenizer)",
-    ),
-    Option(
-        "chunk_overlap",
-        "--chunk-overlap",
-        whole(0, 8192),
-        40,
-        "tokens shared by neighbouring chunks (less than --chunk-tokens)",
-    ),
-)
+from .ocr import ocr_settings, unavailable_reason
+from .pipeline import INGEST_OPTIONS, IngestOptions, IngestSummary, run_ingest
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

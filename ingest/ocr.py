@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from ragserve.options import Option, choice, number, text, whole
+from ragserve.options import Option, choice, defaults, number, text, whole
 
 OcrMode = Literal["auto", "off", "force"]
 OCR_MODES: tuple[OcrMode, ...] = ("auto", "off", "force")
@@ -61,13 +61,16 @@ OCR_OPTIONS: tuple[Option, ...] = (
 )
 
 
+_DEFAULT = defaults(OCR_OPTIONS)
+
+
 class OcrSettings(msgspec.Struct, frozen=True):
     """How pages are OCR'd; `tessdata` is found once at start (None: OCR is off)."""
 
-    mode: OcrMode = "off"
-    lang: str = "kor+eng"
-    dpi: int = 300
-    page_timeout_s: float = 60.0
+    mode: OcrMode = "off"  # not --ocr's default: a run that did not look for Tesseract
+    lang: str = _DEFAULT["ocr_lang"]
+    dpi: int = _DEFAULT["ocr_dpi"]
+    page_timeout_s: float = _DEFAULT["ocr_page_timeout_s"]
     tessdata: str | None = None
 
     @property

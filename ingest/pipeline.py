@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 import structlog
 
+from ragserve.options import Option, defaults, number, whole
 from ragserve.retrieval.backend import Backend, Writer, open_backend
 from ragserve.retrieval.embedder import Embedder
 from ragserve.retrieval.store import (
@@ -28,19 +29,65 @@ from ragserve.retrieval.store import (
 
 from .chunk import chunk_document, mark_locations, mark_ocr
 from .extract import (
-    MAX_DOCUMENT_CHARS,
-    MAX_PAGE_CHARS,
+    TEXT_LIMIT_OPTIONS,
     ExtractResult,
     TextLimits,
     extract_document,
 )
 from .formats import SUFFIXES
-from .ocr import OcrSettings
+from .ocr import OCR_OPTIONS, OcrSettings
 from .pool import ExtractPool
 
 log = structlog.get_logger(__name__)
 
 Outcome = Literal["ingested", "unchanged", "skipped", "failed", "removed"]
+
+
+INGEST_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "workers",
+        "--workers",
+        whole(1, 256),
+        max(1, os.cpu_count() or 1),
+        "extraction processes",
+        env="RAGSERVE_INGEST_WORKERS",
+        default_text="number of cores",
+    ),
+    Option(
+        "timeout_s",
+        "--timeout",
+        number(1),
+        120.0,
+        "seconds allowed per file before it is skipped",
+        env="RAGSERVE_INGEST_TIMEOUT",
+    ),
+    Option(
+        "memory_limit_mb",
+        "--memory-limit-mb",
+        whole(256),
+        2048,
+        "address-space limit per extraction process, MiB",
+        env="RAGSERVE_INGEST_MEMORY_LIMIT_MB",
+    ),
+    *TEXT_LIMIT_OPTIONS,
+    *OCR_OPTIONS,
+    Option(
+        "chunk_tokens",
+        "--chunk-tokens",
+        whole(16, 8192),
+        200,
+        "tokens per chunk (the embedding model's tokenizer)",
+    ),
+    Option(
+        "chunk_overlap",
+        "--chunk-overlap",
+        whole(0, 8192),
+        40,
+        "tokens shared by neighbouring chunks (less than --chunk-tokens)",
+    ),
+)
+
+_DEFAULT = defaults(INGEST_OPTIONS)
 
 
 class IngestOptions(msgspec.Struct, frozen=True):
@@ -49,14 +96,14 @@ class IngestOptions(msgspec.Struct, frozen=True):
     collection: str = "default"  # the index's name in a database (a folder is one index)
     root: Path | None = None
     prune: bool = False
-    workers: int = max(1, os.cpu_count() or 1)
-    timeout_s: float = 120.0
-    memory_limit_mb: int = 2048
-    max_page_chars: int = MAX_PAGE_CHARS
-    max_document_chars: int = MAX_DOCUMENT_CHARS
+    workers: int = _DEFAULT["workers"]
+    timeout_s: float = _DEFAULT["timeout_s"]
+    memory_limit_mb: int = _DEFAULT["memory_limit_mb"]
+    max_page_chars: int = _DEFAULT["max_page_chars"]
+    max_document_chars: int = _DEFAULT["max_document_chars"]
     ocr: OcrSettings = OcrSettings()  # off unless the caller found Tesseract (ocr_settings)
-    chunk_tokens: int = 200
-    chunk_overlap: int = 40
+    chunk_tokens: int = _DEFAULT["chunk_tokens"]
+    chunk_overlap: int = _DEFAULT["chunk_overlap"]
     embed_batch_chunks: int = 256
     progress: bool = False
 

@@ -93,7 +93,7 @@ class ExtractPool(Generic[Task]):
         self,
         workers: int,
         timeout_s: float,
-        memory_limit_mb: int = 2048,
+        memory_limit_mb: int,
         fn: Callable[[Task], ExtractResult] = extract_pdf,  # type: ignore[assignment]
     ) -> None:
         self.fn = fn  # a module-level function: it travels to the workers by name

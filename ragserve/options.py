@@ -106,6 +106,13 @@ class Option:
         return self.env or "RAGSERVE_" + self.field.upper()
 
 
+def defaults(*groups: Iterable[Option]) -> dict[str, Any]:
+    """Each option's default by field: the settings structs and the constructors behind
+    them take their defaults from here, so a default is written once, in its Option
+    (tests/test_settings_defaults.py checks every struct against its options)."""
+    return {o.field: o.default for group in groups for o in group}
+
+
 def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     for o in options:
         shown = o.default_text or ("none" if o.default in (None, ()) else str(o.default))

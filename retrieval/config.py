@@ -7,53 +7,12 @@ from pathlib import Path
 
 import msgspec
 
-from ragserve.options import Option, add_options, choice, path, resolve, text, whole
+from ragserve.options import Option, add_options, choice, defaults, path, resolve, text, whole
 
 from .embedder import DEFAULT_EMBED_MODEL, SentenceTransformerEmbedder, pick_device
 from .index import default_index_dir
 from .location import is_postgres, redact
 from .rerank import Reranker
-
-
-class RetrievalSettings(msgspec.Struct, frozen=True):
-    index_dir: Path
-    store: str | None = None  # a postgresql:// URL: the library lives in that database
-    embed_model: str = DEFAULT_EMBED_MODEL
-    embed_device: str = "auto"
-    embed_batch_size: int = 64
-    rerank_model: str | None = None
-    rerank_top_n: int = 20
-    rerank_budget_ms: int = 500
-
-    @property
-    def location(self) -> Path | str:
-        """Where the default index lives: the database when `store` is set, else the folder."""
-        return self.store or self.index_dir
-
-    @property
-    def where(self) -> str:
-        """The location for messages: the URL without its password."""
-        return redact(self.store) if self.store else str(self.index_dir)
-
-    def embedder(self, *, queries_only: bool = False) -> SentenceTransformerEmbedder:
-        """queries_only (the server, `ragserve search`): a small BERT encoder on the CPU runs
-        in NumPy, without importing torch (see numpy_bert.py); ingest keeps torch."""
-        return SentenceTransformerEmbedder(
-            self.embed_model,
-            device=self.embed_device,
-            batch_size=self.embed_batch_size,
-            runtime="auto" if queries_only else "torch",
-        )
-
-    def reranker(self) -> Reranker | None:
-        if not self.rerank_model:
-            return None
-        return Reranker(
-            self.rerank_model,
-            device=pick_device(self.embed_device),
-            top_n=self.rerank_top_n,
-            budget_s=self.rerank_budget_ms / 1000,
-        )
 
 
 def store_url(value: str) -> str:
@@ -66,6 +25,7 @@ def store_url(value: str) -> str:
 
 
 store_url.__name__ = "URL"
+
 
 RETRIEVAL_OPTIONS: tuple[Option, ...] = (
     Option(
@@ -129,6 +89,49 @@ RETRIEVAL_OPTIONS: tuple[Option, ...] = (
         "time the cross-encoder may take per query; candidates past it keep their order",
     ),
 )
+
+_DEFAULT = defaults(RETRIEVAL_OPTIONS)
+
+
+class RetrievalSettings(msgspec.Struct, frozen=True):
+    index_dir: Path
+    store: str | None = _DEFAULT["store"]  # a postgresql:// URL: the library is there
+    embed_model: str = _DEFAULT["embed_model"]
+    embed_device: str = _DEFAULT["embed_device"]
+    embed_batch_size: int = _DEFAULT["embed_batch_size"]
+    rerank_model: str | None = _DEFAULT["rerank_model"]
+    rerank_top_n: int = _DEFAULT["rerank_top_n"]
+    rerank_budget_ms: int = _DEFAULT["rerank_budget_ms"]
+
+    @property
+    def location(self) -> Path | str:
+        """Where the default index lives: the database when `store` is set, else the folder."""
+        return self.store or self.index_dir
+
+    @property
+    def where(self) -> str:
+        """The location for messages: the URL without its password."""
+        return redact(self.store) if self.store else str(self.index_dir)
+
+    def embedder(self, *, queries_only: bool = False) -> SentenceTransformerEmbedder:
+        """queries_only (the server, `ragserve search`): a small BERT encoder on the CPU runs
+        in NumPy, without importing torch (see numpy_bert.py); ingest keeps torch."""
+        return SentenceTransformerEmbedder(
+            self.embed_model,
+            device=self.embed_device,
+            batch_size=self.embed_batch_size,
+            runtime="auto" if queries_only else "torch",
+        )
+
+    def reranker(self) -> Reranker | None:
+        if not self.rerank_model:
+            return None
+        return Reranker(
+            self.rerank_model,
+            device=pick_device(self.embed_device),
+            top_n=self.rerank_top_n,
+            budget_s=self.rerank_budget_ms / 1000,
+        )
 
 
 def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:

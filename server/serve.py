@@ -101,7 +101,7 @@ class TimedBody:
     long, and only `max_uploads` such large bodies are read at once."""
 
     def __init__(
-        self, app: Any, timeout: float, *, max_body: int = 4 << 20, max_uploads: int = 8
+        self, app: Any, timeout: float, *, max_body: int, max_uploads: int
     ) -> None:
         self.app = app
         self.timeout = timeout

@@ -9,16 +9,15 @@ from typing import Any
 
 import msgspec
 
-from ragserve.engine.llama import FLASH_ATTN, KV_CACHE_TYPES
-from ragserve.engine.types import DEFAULT_N_CTX
-from ragserve.ingest.extract import MAX_DOCUMENT_CHARS, MAX_PAGE_CHARS, TEXT_LIMIT_OPTIONS
+from ragserve.engine.options import ENGINE_OPTIONS, UPSTREAM_OPTIONS
+from ragserve.ingest.extract import TEXT_LIMIT_OPTIONS
 from ragserve.ingest.ocr import OCR_OPTIONS, OcrSettings, ocr_settings
 from ragserve.options import (
     Option,
     SettingError,
     add_options,
     boolean,
-    choice,
+    defaults,
     items,
     number,
     path,
@@ -27,75 +26,6 @@ from ragserve.options import (
     whole,
 )
 from ragserve.retrieval.config import RETRIEVAL_OPTIONS, RetrievalSettings, retrieval_settings
-
-
-class Settings(msgspec.Struct, frozen=True):
-    retrieval: RetrievalSettings
-    model_path: Path | None = None  # None: the bundled SmolLM2 GGUF
-    model_alias: str | None = None
-    llm_url: str | None = None  # None: generate in this process with --model
-    llm_api_key: str | None = None
-    llm_model: str | None = None  # None: the first model the upstream lists
-    llm_tokenizer: str | None = None  # None: the upstream's /tokenize, else an estimate
-    llm_connect_timeout: float = 5.0
-    llm_read_timeout: float = 120.0
-    host: str = "127.0.0.1"
-    port: int = 8000
-    n_ctx: int | None = None  # None: the model's trained context, at most DEFAULT_N_CTX
-    n_gpu_layers: int | None = None  # None: all layers when llama.cpp has a GPU backend
-    n_threads: int | None = None
-    n_batch: int | None = None  # None: 2048 with every layer on a GPU, else 512
-    parallel: int = 4
-    flash_attn: str = "auto"
-    kv_cache_type: str = "f16"
-    mmap: str = "auto"
-    stream_interval: float = 0.05
-    max_queue: int = 16
-    default_max_tokens: int = 512
-    api_keys: tuple[str, ...] = ()
-    api_key_file: Path | None = None  # keys with scopes (or one full-access key a line)
-    trusted_proxies: tuple[str, ...] = ()  # addresses whose user/group headers are trusted
-    trusted_user_header: str = "X-Forwarded-User"
-    trusted_groups_header: str = "X-Forwarded-Groups"
-    cors_origins: tuple[str, ...] = ()
-    allowed_hosts: tuple[str, ...] = ()
-    max_body_bytes: int = 4 * 1024 * 1024
-    rag_top_k: int = 5
-    append_sources: bool = True
-    max_upload_mb: int = 100
-    attach_concurrency: int = 1  # vector-store ingests running at once, all stores together
-    attach_workers: int = 2  # extraction processes per running vector-store ingest
-    max_page_chars: int = MAX_PAGE_CHARS
-    max_document_chars: int = MAX_DOCUMENT_CHARS
-    ocr: str = "auto"  # auto: on where Tesseract and the language data are installed
-    ocr_lang: str = "kor+eng"
-    ocr_dpi: int = 300
-    ocr_page_timeout_s: float = 60.0
-    data_dir: Path | None = None  # None: the index's parent directory
-    public_url: str | None = None  # None: the scheme and Host the request came with
-    citation_secret: str | None = None  # None: generated once, kept beside the index
-    citation_ttl: float = 7 * 24 * 3600.0
-    strict_models: bool = False
-    response_retention_days: float = 30.0
-    shutdown_grace: float = 30.0
-    request_timeout: float = 30.0
-    max_uploads: int = 8  # request bodies over 1 MiB being received at once
-    max_connections: int = 1000
-    log_level: str = "info"
-    log_json: bool | None = None
-
-    def ocr_settings(self) -> OcrSettings:
-        """The OCR an attach runs with (off where Tesseract is missing; `force` without it
-        was refused at start)."""
-        return ocr_settings(self.ocr, self.ocr_lang, self.ocr_dpi, self.ocr_page_timeout_s)  # type: ignore[arg-type]
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return self.max_upload_mb * 1024 * 1024
-
-    @property
-    def data(self) -> Path:
-        return self.data_dir or self.retrieval.index_dir.parent
 
 
 def public_url(value: str) -> str:
@@ -158,101 +88,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         "or a Hugging Face tokenizer folder or hub name",
         default_text="the upstream's /tokenize, else an estimate",
     ),
-    Option(
-        "llm_connect_timeout",
-        "--llm-connect-timeout",
-        number(0.1),
-        5.0,
-        "seconds to connect to --llm-url",
-    ),
-    Option(
-        "llm_read_timeout",
-        "--llm-read-timeout",
-        number(0.1),
-        120.0,
-        "seconds the upstream may send nothing (before its first token, or between two)",
-    ),
+    *UPSTREAM_OPTIONS,
     Option("host", "--host", text, "127.0.0.1", "bind address"),
     Option("port", "--port", whole(0, 65535), 8000, "port"),
-    Option(
-        "n_ctx",
-        "--n-ctx",
-        whole(64),
-        None,
-        "context window per slot, in tokens (with --llm-url: used when the upstream reports none)",
-        default_text=f"the model's trained context, at most {DEFAULT_N_CTX}",
-    ),
-    Option(
-        "n_gpu_layers",
-        "--n-gpu-layers",
-        whole(-1),
-        None,
-        "layers offloaded to the GPU, -1 for all",
-        default_text="all when llama.cpp has a GPU backend, else 0",
-    ),
-    Option(
-        "n_threads",
-        "--n-threads",
-        whole(1),
-        None,
-        "CPU threads for llama.cpp",
-        default_text="all cores",
-    ),
-    Option(
-        "parallel",
-        "--parallel",
-        whole(1, 256),
-        4,
-        "requests generated at once (continuous batching); each holds --n-ctx tokens of KV cache, "
-        "so memory grows with it",
-    ),
-    Option(
-        "flash_attn",
-        "--flash-attn",
-        choice(*FLASH_ATTN),
-        "auto",
-        "flash attention: on, off, or auto (on where the backend supports it)",
-    ),
-    Option(
-        "kv_cache_type",
-        "--kv-cache-type",
-        choice(*KV_CACHE_TYPES),
-        "f16",
-        "element type of the KV cache (K and V): q8_0 halves its memory, q4_0 quarters it; "
-        "quantized types need flash attention",
-    ),
-    Option(
-        "mmap",
-        "--mmap",
-        choice("auto", "on", "off"),
-        "auto",
-        "map the model file (on; auto: unless a device cannot) or read it (off: less host "
-        "memory while the model loads onto a GPU, a little slower)",
-    ),
-    Option(
-        "n_batch",
-        "--n-batch",
-        whole(1),
-        None,
-        "tokens per decode step, shared by running streams and chunks of new prompts (smaller: "
-        "smoother streams while long prompts are read)",
-        default_text="2048 with every layer on a GPU (as llama-server), else 512",
-    ),
-    Option(
-        "stream_interval",
-        "--stream-interval",
-        number(0),
-        0.05,
-        "seconds between text deltas of one stream after the first; tokens in between are merged "
-        "(0: a delta per token)",
-    ),
-    Option(
-        "max_queue",
-        "--max-queue",
-        whole(0),
-        16,
-        "requests that may wait for a free slot; more get 429 + Retry-After",
-    ),
+    *ENGINE_OPTIONS,
     Option(
         "default_max_tokens",
         "--default-max-tokens",
@@ -440,6 +279,80 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         default_text="JSON when not on a terminal",
     ),
 )
+
+_DEFAULT = defaults(SERVE_OPTIONS)
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """What `ragserve serve` runs with: each field's default and meaning is its Option's
+    in SERVE_OPTIONS (the README's table)."""
+
+    retrieval: RetrievalSettings
+    model_path: Path | None = _DEFAULT["model_path"]
+    model_alias: str | None = _DEFAULT["model_alias"]
+    llm_url: str | None = _DEFAULT["llm_url"]
+    llm_api_key: str | None = _DEFAULT["llm_api_key"]
+    llm_model: str | None = _DEFAULT["llm_model"]
+    llm_tokenizer: str | None = _DEFAULT["llm_tokenizer"]
+    llm_connect_timeout: float = _DEFAULT["llm_connect_timeout"]
+    llm_read_timeout: float = _DEFAULT["llm_read_timeout"]
+    host: str = _DEFAULT["host"]
+    port: int = _DEFAULT["port"]
+    n_ctx: int | None = _DEFAULT["n_ctx"]
+    n_gpu_layers: int | None = _DEFAULT["n_gpu_layers"]
+    n_threads: int | None = _DEFAULT["n_threads"]
+    n_batch: int | None = _DEFAULT["n_batch"]
+    parallel: int = _DEFAULT["parallel"]
+    flash_attn: str = _DEFAULT["flash_attn"]
+    kv_cache_type: str = _DEFAULT["kv_cache_type"]
+    mmap: str = _DEFAULT["mmap"]
+    stream_interval: float = _DEFAULT["stream_interval"]
+    max_queue: int = _DEFAULT["max_queue"]
+    default_max_tokens: int = _DEFAULT["default_max_tokens"]
+    api_keys: tuple[str, ...] = _DEFAULT["api_keys"]
+    api_key_file: Path | None = _DEFAULT["api_key_file"]
+    trusted_proxies: tuple[str, ...] = _DEFAULT["trusted_proxies"]
+    trusted_user_header: str = _DEFAULT["trusted_user_header"]
+    trusted_groups_header: str = _DEFAULT["trusted_groups_header"]
+    cors_origins: tuple[str, ...] = _DEFAULT["cors_origins"]
+    allowed_hosts: tuple[str, ...] = _DEFAULT["allowed_hosts"]
+    max_body_bytes: int = _DEFAULT["max_body_bytes"]
+    rag_top_k: int = _DEFAULT["rag_top_k"]
+    append_sources: bool = _DEFAULT["append_sources"]
+    max_upload_mb: int = _DEFAULT["max_upload_mb"]
+    attach_concurrency: int = _DEFAULT["attach_concurrency"]
+    attach_workers: int = _DEFAULT["attach_workers"]
+    max_page_chars: int = _DEFAULT["max_page_chars"]
+    max_document_chars: int = _DEFAULT["max_document_chars"]
+    ocr: str = _DEFAULT["ocr"]
+    ocr_lang: str = _DEFAULT["ocr_lang"]
+    ocr_dpi: int = _DEFAULT["ocr_dpi"]
+    ocr_page_timeout_s: float = _DEFAULT["ocr_page_timeout_s"]
+    data_dir: Path | None = _DEFAULT["data_dir"]
+    public_url: str | None = _DEFAULT["public_url"]
+    citation_secret: str | None = _DEFAULT["citation_secret"]
+    citation_ttl: float = _DEFAULT["citation_ttl"]
+    strict_models: bool = _DEFAULT["strict_models"]
+    response_retention_days: float = _DEFAULT["response_retention_days"]
+    shutdown_grace: float = _DEFAULT["shutdown_grace"]
+    request_timeout: float = _DEFAULT["request_timeout"]
+    max_uploads: int = _DEFAULT["max_uploads"]
+    max_connections: int = _DEFAULT["max_connections"]
+    log_level: str = "info"
+    log_json: bool | None = _DEFAULT["log_json"]
+
+    def ocr_settings(self) -> OcrSettings:
+        """The OCR an attach runs with (off where Tesseract is missing; `force` without it
+        was refused at start)."""
+        return ocr_settings(self.ocr, self.ocr_lang, self.ocr_dpi, self.ocr_page_timeout_s)  # type: ignore[arg-type]
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.retrieval.index_dir.parent
 
 
 def bundled_model_path() -> Path:
