@@ -45,7 +45,8 @@ OCR_OPTIONS: tuple[Option, ...] = (
         "--ocr-lang",
         text,
         "kor+eng",
-        "Tesseract languages, joined by +",
+        "Tesseract languages, joined by +, the documents' main one first (an unsure word "
+        "of another is read again in it)",
         env="RAGSERVE_OCR_LANG",
     ),
     Option("ocr_dpi", "--ocr-dpi", whole(72, 600), 300, "resolution pages are read at", env=None),
@@ -127,29 +128,45 @@ def unavailable_reason(mode: OcrMode, lang: str) -> str | None:
     return find_tessdata(lang)[1]
 
 
-class PageReader:
-    """One Tesseract engine per process and language set (tesserocr's API object is not
-    thread-safe; an extraction worker reads one page at a time)."""
+# Tesseract reading several languages picks one per word; where it is unsure, the word is
+# read again by the other languages alone and the surer reading is kept. A word of a
+# language other than the first of --ocr-lang is read again below SURE: with kor+eng the
+# English model otherwise "wins" some Hangul words as capitals ("결과를" read as "ADS",
+# confidence 60-90 where real English words score 83-97; 0.941 -> 1.000 character
+# accuracy on a dense Korean page, bench/ocr_bench.py). A word the first language read
+# below UNSURE as ASCII only is read again by the others ("ISO" read by the Korean model
+# as "160", confidence 67); its own letters never are (the English model reads Hangul
+# syllables as "2" or "=" with confidence up to 95).
+SURE = 95.0
+UNSURE = 80.0
 
-    _apis: dict[tuple[str, str], Any] = {}
+
+class PageReader:
+    """One Tesseract engine per process, language set and layout (tesserocr's API object
+    is not thread-safe; an extraction worker reads one page at a time)."""
+
+    _apis: dict[tuple[str, str, int], Any] = {}
+
+    @classmethod
+    def _api(cls, tessdata: str, lang: str, psm: int) -> Any:
+        import tesserocr
+
+        key = (tessdata, lang, psm)
+        api = cls._apis.get(key)
+        if api is None:
+            api = tesserocr.PyTessBaseAPI(path=tessdata.rstrip("/") + "/", lang=lang, psm=psm)
+            cls._apis[key] = api
+        return api
 
     @classmethod
     def read(cls, page: Any, settings: OcrSettings) -> OcrText:
-        import tesserocr
+        from tesserocr import PSM
 
         assert settings.tessdata is not None
-        key = (settings.tessdata, settings.lang)
-        api = cls._apis.get(key)
-        if api is None:
-            api = tesserocr.PyTessBaseAPI(
-                path=settings.tessdata.rstrip("/") + "/",
-                lang=settings.lang,
-                # one block of text, read line by line: Tesseract's automatic layout
-                # (PSM 3) splits lines of Hangul into "columns" and loses half of them
-                # (character accuracy 0.55 vs 1.00 on a clean page; bench/ocr_bench.py)
-                psm=tesserocr.PSM.SINGLE_BLOCK,
-            )
-            cls._apis[key] = api
+        # one block of text, read line by line: Tesseract's automatic layout (PSM 3)
+        # splits lines of Hangul into "columns" and loses half of them (character
+        # accuracy 0.55 vs 1.00 on a clean page; bench/ocr_bench.py)
+        api = cls._api(settings.tessdata, settings.lang, PSM.SINGLE_BLOCK)
         bitmap = page.render(scale=settings.dpi / 72, grayscale=True)
         try:
             image = bitmap.to_pil()
@@ -160,4 +177,79 @@ class PageReader:
         if not api.Recognize(timeout=int(settings.page_timeout_s * 1000)):
             elapsed = time.monotonic() - started
             raise OcrTimeout(f"Tesseract stopped after {elapsed:.0f} s (--ocr-page-timeout)")
-        return OcrText(api.GetUTF8Text(), float(api.MeanTextConf()))
+        return cls._words(api, image, settings, started + settings.page_timeout_s)
+
+    @classmethod
+    def _words(cls, api: Any, image: Any, settings: OcrSettings, deadline: float) -> OcrText:
+        """The page's text as Tesseract lays it out, with each unsure word replaced by
+        a surer reading of another language (SURE, UNSURE) while the page's time lasts."""
+        from tesserocr import RIL, iterate_level
+
+        assert settings.tessdata is not None
+        languages = [part for part in settings.lang.split("+") if part]
+        page = api.GetUTF8Text() or ""
+        out: list[str] = []
+        confidences: list[float] = []
+        at = 0  # words come in the order of the page's text: each is found after the last
+        words = api.GetIterator()
+        for word in iterate_level(words, RIL.WORD) if words is not None else ():
+            try:
+                text, confidence = word.GetUTF8Text(RIL.WORD), word.Confidence(RIL.WORD)
+            except RuntimeError:  # no text at all: the iterator stands on nothing
+                break
+            found = page.find(text, at)
+            if found < 0:
+                continue
+            others = _second_opinions(languages, word.WordRecognitionLanguage(), confidence, text)
+            if others and time.monotonic() < deadline:
+                box = word.BoundingBox(RIL.WORD)
+                better = cls._reread(image, box, others, settings.tessdata, confidence)
+                if better is not None:
+                    out.append(page[at:found])
+                    text, confidence = better
+                    out.append(text)
+                    at = found + len(word.GetUTF8Text(RIL.WORD))
+                    confidences.append(confidence)
+                    continue
+            out.append(page[at : found + len(text)])
+            at = found + len(text)
+            confidences.append(confidence)
+        out.append(page[at:])
+        mean = sum(confidences) / len(confidences) if confidences else 0.0
+        return OcrText("".join(out), mean)
+
+    @classmethod
+    def _reread(
+        cls,
+        image: Any,
+        box: tuple[int, int, int, int],
+        languages: list[str],
+        tessdata: str,
+        confidence: float,
+    ) -> tuple[str, float] | None:
+        """The surest reading of one word's box by each of `languages` alone, if any is
+        surer than `confidence`."""
+        from tesserocr import PSM
+
+        x0, y0, x1, y1 = box
+        pad = max(4, (y1 - y0) // 4)
+        crop = image.crop((max(0, x0 - pad), max(0, y0 - pad), x1 + pad, y1 + pad))
+        best: tuple[str, float] | None = None
+        for lang in languages:
+            api = cls._api(tessdata, lang, PSM.SINGLE_WORD)
+            api.SetImage(crop)
+            text, sure = (api.GetUTF8Text() or "").strip(), float(api.MeanTextConf())
+            if text and sure > (best[1] if best else confidence):
+                best = (text, sure)
+        return best
+
+
+def _second_opinions(
+    languages: list[str], read_as: str | None, confidence: float, text: str
+) -> list[str]:
+    """The languages one word is read again in (none with a single language)."""
+    if len(languages) < 2 or read_as is None:
+        return []
+    if read_as != languages[0]:
+        return [languages[0]] if confidence < SURE else []
+    return languages[1:] if confidence < UNSURE and text.isascii() else []

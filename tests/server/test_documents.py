@@ -87,20 +87,49 @@ def test_each_format_is_found_with_where_in_the_file_it_is(
     assert extra["origin"] == "text"
 
 
-def test_a_chat_answer_cites_a_word_document_by_its_heading(sdk, store):
-    resp = sdk.chat.completions.create(
+@pytest.mark.parametrize(("name", "kind", "query", "code", "location"), CASES)
+def test_a_chat_answer_cites_each_format_where_its_passage_is(
+    sdk, store, files, name, kind, query, code, location
+):
+    """A question about each file's fact is answered from that file: its passage is the
+    first source, named by where it is in the file, and the answer's url_citation opens the
+    file itself (no #page: these formats have none). Half are streamed, half not."""
+    ask = dict(
         model="smollm2",
-        messages=[{"role": "user", "content": "계약번호 HX-3301 의 계약금액은?"}],
+        messages=[{"role": "user", "content": f"{query}?"}],
         max_tokens=8,
         extra_body={"rag": {"vector_store_ids": [store]}},
     )
-    first = resp.model_extra["sources"][0]
-    assert first["document"] == "계약.docx" and first["location"] == "계약 개요", first
-    assert first["page"] is None and "#page" not in first["url"]
-    # the link downloads the document itself (a Word file is not shown in the browser)
+    if kind in ("markdown", "text", "hwpx"):
+        resp = sdk.chat.completions.create(**ask)
+        sources, annotations = resp.model_extra["sources"], resp.choices[0].message.annotations
+    else:
+        sources, annotations = [], []
+        for chunk in sdk.chat.completions.create(**ask, stream=True):
+            sources += (chunk.model_extra or {}).get("sources") or []
+            for choice in chunk.choices:
+                annotations += getattr(choice.delta, "annotations", None) or []
+    first = sources[0]
+    assert first["document"] == name and first["location"] == location, first
+    assert code in first["snippet"] and first["page"] is None and first["origin"] == "text"
+    assert first["url"] and "#page" not in first["url"]
+    cited = [a for a in annotations if _url(a) == first["url"]]
+    assert cited, annotations
+    assert _title(cited[0]) == f"{name}, {location}"
     got = httpx.get(first["url"])
-    assert got.status_code == 200 and got.content[:2] == b"PK"
-    assert got.headers["content-disposition"].startswith("attachment")
+    assert got.status_code == 200 and got.content == files[name].read_bytes()
+    if kind in ("docx", "hwpx"):  # an office file is downloaded, not shown in the browser
+        assert got.headers["content-disposition"].startswith("attachment")
+
+
+def _url(annotation) -> str:
+    a = annotation if isinstance(annotation, dict) else annotation.model_dump()
+    return a["url_citation"]["url"]
+
+
+def _title(annotation) -> str:
+    a = annotation if isinstance(annotation, dict) else annotation.model_dump()
+    return a["url_citation"]["title"]
 
 
 def test_a_responses_answer_cites_a_hangul_document(sdk, store):
