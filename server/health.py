@@ -9,6 +9,7 @@ from litestar import MediaType, Response, get
 from ragserve import __version__
 
 from .access.policy import needs
+from .operations import ALWAYS, route
 from .protocol import Response as WireResponse
 from .state import AppState
 
@@ -31,12 +32,12 @@ class Readiness(WireResponse):
     upstream_tokens: str | None = None
 
 
-PUBLIC_ROUTE = needs(None)  # probes and scrapers: no key (see README, API keys)
+PUBLIC = needs(None)  # probes and scrapers: no key (see README, API keys)
 
 
 @get(
     "/health",
-    opt=PUBLIC_ROUTE,
+    opt=route(PUBLIC, {}),
     summary="Liveness: answers as soon as the process runs",
     tags=["health"],
 )
@@ -46,7 +47,7 @@ async def health() -> Health:
 
 @get(
     "/health/ready",
-    opt=PUBLIC_ROUTE,
+    opt=route(PUBLIC, {503: ALWAYS[503]}),
     summary="Readiness: 200 once the model and index are loaded, else 503",
     tags=["health"],
 )
@@ -69,7 +70,7 @@ async def ready(app_state: AppState) -> Readiness:
 
 @get(
     "/metrics",
-    opt=PUBLIC_ROUTE,
+    opt=route(PUBLIC, {}),
     summary="Prometheus metrics",
     tags=["health"],
     media_type=MediaType.TEXT,

@@ -23,8 +23,9 @@ def generate() -> str:
     settings = Settings(
         retrieval=RetrievalSettings(index_dir=Path("/nonexistent")), model_alias="ragserve"
     )
-    schema = create_app(settings).litestar.openapi_schema.to_schema()
-    document(schema)
+    app = create_app(settings).litestar
+    schema = app.openapi_schema.to_schema()
+    document(schema, app)
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -100,9 +100,7 @@ class TimedBody:
     arrived: a client sending a byte every few seconds can hold a connection only that
     long, and only `max_uploads` such large bodies are read at once."""
 
-    def __init__(
-        self, app: Any, timeout: float, *, max_body: int, max_uploads: int
-    ) -> None:
+    def __init__(self, app: Any, timeout: float, *, max_body: int, max_uploads: int) -> None:
         self.app = app
         self.timeout = timeout
         self.max_body = max_body

@@ -8,11 +8,13 @@ writes and checks the committed copy, so both are the same bytes' worth of truth
 from __future__ import annotations
 
 import copy
+import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.openapi.plugins import (
     JsonRenderPlugin,
     OpenAPIRenderPlugin,
@@ -20,177 +22,19 @@ from litestar.openapi.plugins import (
     YamlRenderPlugin,
 )
 
-# What each operation can answer besides 200, from the one error mapping (server/errors.py)
-# and the middleware: keys (401), body limits (413), the browser guard without keys (415,
-# 421), slow clients (408), the queue (429), loading (503), and failures (500).
-_ALWAYS = {500: "internal error", 503: "still loading, or shutting down; retry"}
-_POST = {
-    400: "invalid request (OpenAI's error object; `param` names the field)",
-    401: "missing or wrong API key (when keys are configured)",
-    408: "the request body did not arrive in time",
-    413: "request body too large",
-    415: "a JSON body must be sent as application/json (no API key configured)",
-    421: "Host not allowed (no API key configured)",
-    **_ALWAYS,
-}
-ERRORS: dict[tuple[str, str], dict[int, str]] = {
-    ("post", "/v1/chat/completions"): {
-        **_POST,
-        404: "the model id is not a chat model here (`--strict-models`, the embedding model, "
-        "or `<model>@<store>` naming no store)",
-        429: "the generation queue is full; retry",
-    },
-    ("post", "/v1/completions"): {
-        **_POST,
-        404: "the model id is not a chat model here (`--strict-models`, or the embedding model)",
-        429: "the generation queue is full; retry",
-    },
-    ("post", "/v1/embeddings"): _POST,
-    ("get", "/v1/models"): {401: _POST[401], 421: _POST[421], **_ALWAYS},
-    ("get", "/v1/models/{model_id}"): {
-        401: _POST[401],
-        404: "no such model",
-        421: _POST[421],
-        **_ALWAYS,
-    },
-    ("get", "/health/ready"): {503: _ALWAYS[503]},
-    ("get", "/v1/files"): {401: _POST[401], 421: _POST[421], **_ALWAYS},
-    ("get", "/v1/files/{file_id}"): {
-        401: _POST[401],
-        404: "no such file in the library",
-        421: _POST[421],
-        **_ALWAYS,
-    },
-    ("get", "/v1/files/{file_id}/content"): {
-        401: "no API key and no signed token (when keys are configured)",
-        403: "the signed token expired, was altered, or is for another file",
-        404: "no such file, or it changed since it was indexed",
-        421: _POST[421],
-        **_ALWAYS,
-    },
-}
-_GET = {401: _POST[401], 421: _POST[421], **_ALWAYS}
-_STORE_404 = "no such vector store (or file or batch in it); files named in a body: 400"
-for _method, _path, _body in [
-    ("post", "/v1/vector_stores", True),
-    ("get", "/v1/vector_stores", False),
-    ("get", "/v1/vector_stores/{vector_store_id}", False),
-    ("post", "/v1/vector_stores/{vector_store_id}", True),
-    ("delete", "/v1/vector_stores/{vector_store_id}", False),
-    ("post", "/v1/vector_stores/{vector_store_id}/files", True),
-    ("get", "/v1/vector_stores/{vector_store_id}/files", False),
-    ("get", "/v1/vector_stores/{vector_store_id}/files/{file_id}", False),
-    ("post", "/v1/vector_stores/{vector_store_id}/files/{file_id}", True),
-    ("delete", "/v1/vector_stores/{vector_store_id}/files/{file_id}", False),
-    ("post", "/v1/vector_stores/{vector_store_id}/file_batches", True),
-    ("get", "/v1/vector_stores/{vector_store_id}/file_batches/{batch_id}", False),
-    ("post", "/v1/vector_stores/{vector_store_id}/search", True),
-]:
-    statuses = dict(_POST) if _body else dict(_GET)
-    if _path != "/v1/vector_stores":
-        statuses[404] = _STORE_404
-    if _method == "delete" and "files" not in _path:
-        statuses[409] = "the default store is the server's own index: it cannot be deleted"
-    ERRORS[(_method, _path)] = statuses
-_PAGE_400 = "a query parameter out of range (`limit`, `order` asc or desc, a filter value)"
-for _path in ("/v1/files", "/v1/vector_stores", "/v1/vector_stores/{vector_store_id}/files"):
-    ERRORS[("get", _path)] = {**ERRORS[("get", _path)], 400: _PAGE_400}
-_RESPONSE_404 = "no such stored response (never stored, deleted, or past the retention)"
-ERRORS[("post", "/v1/responses")] = {
-    **_POST,
-    404: "previous_response_id names no stored response; or the model id, or a vector store "
-    "of file_search, does not exist",
-    429: "the generation queue is full; retry",
-}
-ERRORS[("get", "/v1/responses/{response_id}")] = {**_GET, 404: _RESPONSE_404}
-ERRORS[("delete", "/v1/responses/{response_id}")] = {**_GET, 404: _RESPONSE_404}
-ERRORS[("get", "/v1/responses/{response_id}/input_items")] = {
-    **_GET,
-    400: "a query parameter out of range (`limit` 1..100, `order` asc or desc)",
-    404: _RESPONSE_404,
-}
-ERRORS[("post", "/v1/files")] = {
-    **_POST,
-    400: "empty, too large, or a field missing (`param` says which)",
-    403: "an upload from a web page of another origin (no API key configured)",
-}
-ERRORS[("delete", "/v1/files/{file_id}")] = {
-    **_GET,
-    404: "no such file",
-    409: "the file belongs to the server's own corpus (remove it there)",
-}
-# API keys with scopes (server/access): every guarded route may refuse a key without the
-# scope it needs, or a key past its per-minute limits; 404 hides what a key may not read
-_SCOPE_403 = "the API key lacks the scope this operation needs (keys with scopes)"
-_LIMIT_429 = "the API key's requests or tokens per minute are spent (see Retry-After)"
-for _key in list(ERRORS):
-    if _key[1].startswith("/v1/"):
-        _statuses = ERRORS[_key] = dict(ERRORS[_key])  # some share one dict: copy first
-        _statuses[403] = _statuses[403] + "; or " + _SCOPE_403 if 403 in _statuses else _SCOPE_403
-        _statuses[429] = _statuses[429] + "; or " + _LIMIT_429 if 429 in _statuses else _LIMIT_429
-STORE_BODIES = {
-    ("post", "/v1/vector_stores"): "CreateVectorStore",
-    ("post", "/v1/vector_stores/{vector_store_id}"): "UpdateVectorStore",
-    ("post", "/v1/vector_stores/{vector_store_id}/files"): "CreateStoreFile",
-    ("post", "/v1/vector_stores/{vector_store_id}/files/{file_id}"): "UpdateStoreFile",
-    ("post", "/v1/vector_stores/{vector_store_id}/file_batches"): "CreateBatch",
-    ("post", "/v1/vector_stores/{vector_store_id}/search"): "SearchRequest",
-}
-UPLOAD_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "file": {"type": "string", "contentMediaType": "application/octet-stream"},
-                    "purpose": {"type": "string", "enum": ["assistants", "user_data"]},
-                },
-                "required": ["file", "purpose"],
-            }
-        }
-    },
-}
-TOKEN_PARAMETER = {
-    "name": "token",
-    "in": "query",
-    "required": False,
-    "description": "a citation link's signature (`expiry.hmac`): opens this file without an "
-    "API key until it expires",
-    "schema": {"type": "string"},
-}
-BODIES = {
-    "/v1/chat/completions": "ChatCompletionRequest",
-    "/v1/completions": "CompletionRequest",
-    "/v1/embeddings": "EmbeddingRequest",
-    "/v1/responses": "ResponseRequest",
-}
-ANSWERS = {
-    "/v1/chat/completions": "ChatCompletion",
-    "/v1/completions": "Completion",
-    "/v1/responses": "ResponseObject",
-}
-STREAMS = {
-    "/v1/chat/completions": "ChatCompletionChunk",
-    "/v1/completions": "Completion",
-    "/v1/responses": "ResponseStreamEvent",
-}
+from .access.policy import Need
+from .operations import Operation, operation_of
+
 _CHUNKS = (
     "With `stream: true`: server-sent events, each `data: <{chunk} as one line of JSON>` and "
     "a blank line, ending with `data: [DONE]`; an error after the stream began comes as `data: "
     '{{"error": {{...}}}}`.'
 )
-STREAM_TEXT = {
-    "/v1/responses": (
-        "With `stream: true`: server-sent events, each `event: <type>` and `data: <one "
-        "ResponseStreamEvent as one line of JSON>`, numbered by `sequence_number`; the last is "
-        "`response.completed`, `response.incomplete` or `response.failed` (no `[DONE]`)."
-    )
-}
 
 
-def document(spec: dict) -> None:
-    """Add what Litestar cannot see to its schema of the app, in place."""
+def document(spec: dict, app: Litestar) -> None:
+    """Add what Litestar cannot see to its schema of `app`, in place: what each route
+    declares in its Operation (operations.py) and msgspec's schemas of the wire types."""
     from .chat.protocol import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
     from .completions.protocol import Completion, CompletionRequest
     from .embeddings.protocol import EmbeddingList, EmbeddingRequest
@@ -240,8 +84,10 @@ def document(spec: dict) -> None:
             "schema": {"type": "integer"},
         }
     }
-    for (method, path), statuses in ERRORS.items():
-        responses = spec["paths"][path][method]["responses"]
+    for method, path, need, operation in operations(app):
+        spec_op = spec["paths"][path][method]
+        responses = spec_op["responses"]
+        statuses = operation.statuses(need)
         if 400 not in statuses:
             responses.pop("400", None)  # Litestar's path-parameter check: never fails here
         for status, description in statuses.items():
@@ -252,40 +98,46 @@ def document(spec: dict) -> None:
             if status in (429, 503):
                 response["headers"] = retry
             responses[str(status)] = response
-    content = spec["paths"]["/v1/files/{file_id}/content"]["get"]
-    content["parameters"] = [*content.get("parameters", []), TOKEN_PARAMETER]
-    ok = content["responses"]["200"]
-    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-    ok["content"] = {
-        "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
-        "text/plain": {"schema": {"type": "string"}},  # text, Markdown, HTML (never rendered)
-        "application/octet-stream": {"schema": binary},  # Word, Hangul: downloaded
-    }
-    ok["headers"]["last-modified"]["schema"] = {"type": "string"}  # an HTTP-date, not ISO
-    for (method, path), kind in STORE_BODIES.items():
-        spec["paths"][path][method]["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}},
-        }
-    spec["paths"]["/v1/files"]["post"]["requestBody"] = UPLOAD_BODY
-    for path, kind in BODIES.items():  # decoded by the handlers themselves (strictly)
-        spec["paths"][path]["post"]["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{kind}"}}},
-        }
-    for path, chunk in STREAMS.items():
-        content = spec["paths"][path]["post"]["responses"]["200"]["content"]
-        # the handler returns `Answer | Stream`: JSON is the answer alone, SSE the stream
-        content["application/json"]["schema"] = {"$ref": f"#/components/schemas/{ANSWERS[path]}"}
-        content["text/event-stream"] = {
-            "schema": {  # one server-sent event
-                "type": "object",
-                "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
-                "required": ["data"],
-                "description": STREAM_TEXT.get(path, _CHUNKS.format(chunk=chunk)),
-            },
-            "x-ragserve-event": {"$ref": f"#/components/schemas/{chunk}"},
-        }
+        if operation.body is not None:  # decoded by the handler itself (strictly)
+            spec_op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(operation.body)}},
+            }
+        if operation.stream is not None:
+            content = responses["200"]["content"]
+            # the handler returns `Answer | Stream`: JSON is the answer alone, SSE the stream
+            content["application/json"]["schema"] = _ref(operation.answer or operation.stream)
+            content["text/event-stream"] = {
+                "schema": {  # one server-sent event
+                    "type": "object",
+                    "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+                    "required": ["data"],
+                    "description": operation.stream_text or _CHUNKS.format(chunk=operation.stream),
+                },
+                "x-ragserve-event": _ref(operation.stream),
+            }
+        if operation.patch is not None:
+            operation.patch(spec_op)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def operations(app: Litestar) -> Iterator[tuple[str, str, Need | None, Operation]]:
+    """(method, OpenAPI path, access, Operation) of every documented route handler; a
+    documented handler without an Operation is an error (its statuses would be unknown)."""
+    for r in app.routes:
+        for handler in getattr(r, "route_handlers", ()):
+            if not handler.resolve_include_in_schema():
+                continue
+            operation = operation_of(handler.opt)
+            if operation is None:
+                raise RuntimeError(f"{r.path}: the route declares no Operation (operations.route)")
+            path = re.sub(r"\{([^}:/]+)(:[^}]*)?\}", r"{\1}", r.path)
+            for method in handler.http_methods:
+                if method not in ("HEAD", "OPTIONS"):
+                    yield method.lower(), path, handler.opt.get("access"), operation
 
 
 class _Documented:
@@ -295,11 +147,11 @@ class _Documented:
         self._lock = threading.Lock()
         self._spec: dict[str, Any] | None = None
 
-    def __call__(self, schema: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, schema: dict[str, Any], app: Litestar) -> dict[str, Any]:
         with self._lock:
             if self._spec is None:
                 spec = copy.deepcopy(schema)
-                document(spec)
+                document(spec, app)
                 self._spec = spec
             return self._spec
 
@@ -312,7 +164,7 @@ class _DocumentedPlugin(OpenAPIRenderPlugin):
         self.inner, self.documented = inner, documented
 
     def render(self, request: Request, openapi_schema: dict[str, Any]) -> bytes:
-        return self.inner.render(request, self.documented(openapi_schema))
+        return self.inner.render(request, self.documented(openapi_schema, request.app))
 
 
 def render_plugins() -> list[OpenAPIRenderPlugin]:

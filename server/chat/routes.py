@@ -8,6 +8,7 @@ from litestar.response import Stream
 from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
+from ..operations import POST, QUEUE_429, route
 from ..sse import sse_response
 from .protocol import ChatCompletion, ChatCompletionRequest
 from .service import ChatService
@@ -17,7 +18,18 @@ from .service import ChatService
     "/v1/chat/completions",
     status_code=200,
     summary="Create a chat completion, augmented with passages from the PDF library",
-    opt=needs("chat"),
+    opt=route(
+        needs("chat"),
+        {
+            **POST,
+            404: "the model id is not a chat model here (`--strict-models`, the embedding "
+            "model, or `<model>@<store>` naming no store)",
+            429: QUEUE_429,
+        },
+        body="ChatCompletionRequest",
+        answer="ChatCompletion",
+        stream="ChatCompletionChunk",
+    ),
     operation_id="createChatCompletion",
     tags=["chat"],
 )

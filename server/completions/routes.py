@@ -8,6 +8,7 @@ from litestar.response import Stream
 from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
+from ..operations import POST, QUEUE_429, route
 from ..sse import sse_response
 from .protocol import Completion, CompletionRequest
 from .service import CompletionService
@@ -17,7 +18,18 @@ from .service import CompletionService
     "/v1/completions",
     status_code=200,
     summary="Create a completion (no retrieval)",
-    opt=needs("chat"),
+    opt=route(
+        needs("chat"),
+        {
+            **POST,
+            404: "the model id is not a chat model here (`--strict-models`, or the embedding "
+            "model)",
+            429: QUEUE_429,
+        },
+        body="CompletionRequest",
+        answer="Completion",
+        stream="Completion",
+    ),
     operation_id="createCompletion",
     tags=["completions"],
 )

@@ -6,6 +6,7 @@ from litestar import Request, post
 
 from ..access.policy import needs
 from ..body import decode_body
+from ..operations import POST, route
 from .protocol import EmbeddingList, EmbeddingRequest
 from .service import EmbeddingService
 
@@ -14,7 +15,7 @@ from .service import EmbeddingService
     "/v1/embeddings",
     status_code=200,
     summary="Create embeddings",
-    opt=needs("chat"),
+    opt=route(needs("chat"), POST, body="EmbeddingRequest"),
     operation_id="createEmbedding",
     tags=["embeddings"],
 )

@@ -15,11 +15,52 @@ from litestar.response import File
 from ragserve.errors import InvalidRequest
 
 from ..access.policy import needs, principal_of
+from ..operations import ALWAYS, GET, PAGE_400, POST, route
 from ..pages import Cursor, Order, Page
 from .protocol import FileDeleted, FileList, FileObject
 from .service import FILES_PAGE_MAX, FileService
 
 MULTIPART_SLACK = 64 * 1024  # the form's own fields and boundaries
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                    "purpose": {"type": "string", "enum": ["assistants", "user_data"]},
+                },
+                "required": ["file", "purpose"],
+            }
+        }
+    },
+}
+TOKEN_PARAMETER = {
+    "name": "token",
+    "in": "query",
+    "required": False,
+    "description": "a citation link's signature (`expiry.hmac`): opens this file without an "
+    "API key until it expires",
+    "schema": {"type": "string"},
+}
+
+
+def _upload_spec(operation: dict[str, Any]) -> None:
+    operation["requestBody"] = UPLOAD_BODY
+
+
+def _content_spec(operation: dict[str, Any]) -> None:
+    """The signed-link parameter, and the media types a file is served as."""
+    operation["parameters"] = [*operation.get("parameters", []), TOKEN_PARAMETER]
+    ok = operation["responses"]["200"]
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    ok["content"] = {
+        "application/pdf": {"schema": {"type": "string", "contentMediaType": "application/pdf"}},
+        "text/plain": {"schema": {"type": "string"}},  # text, Markdown, HTML (never rendered)
+        "application/octet-stream": {"schema": binary},  # Word, Hangul: downloaded
+    }
+    ok["headers"]["last-modified"]["schema"] = {"type": "string"}  # an HTTP-date, not ISO
 
 
 def upload_route(max_bytes: int) -> HTTPRouteHandler:
@@ -30,7 +71,15 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
         status_code=200,
         summary="Upload a file (multipart: file, purpose); PDF, text, Markdown, HTML, Word "
         "(.docx) and Hangul (.hwpx) are read when attached to a vector store",
-        opt=needs("files:write", audit=True),
+        opt=route(
+            needs("files:write", audit=True),
+            {
+                **POST,
+                400: "empty, too large, or a field missing (`param` says which)",
+                403: "an upload from a web page of another origin (no API key configured)",
+            },
+            patch=_upload_spec,
+        ),
         operation_id="createFile",
         tags=["files"],
         request_max_body_size=max_bytes + MULTIPART_SLACK,
@@ -60,7 +109,7 @@ def upload_route(max_bytes: int) -> HTTPRouteHandler:
 @get(
     "/v1/files",
     summary="List the library's PDFs",
-    opt=needs("files:read"),
+    opt=route(needs("files:read"), {**GET, 400: PAGE_400}),
     operation_id="listFiles",
     tags=["files"],
 )
@@ -80,7 +129,7 @@ async def list_files(
 @get(
     "/v1/files/{file_id:str}",
     summary="Describe one PDF of the library",
-    opt=needs("files:read"),
+    opt=route(needs("files:read"), {**GET, 404: "no such file in the library"}),
     operation_id="retrieveFile",
     tags=["files"],
 )
@@ -92,7 +141,14 @@ async def retrieve_file(file_id: str, request: Request, files: FileService) -> F
     "/v1/files/{file_id:str}",
     status_code=200,
     summary="Delete an uploaded PDF (and remove it from every vector store)",
-    opt=needs("files:write", audit=True),
+    opt=route(
+        needs("files:write", audit=True),
+        {
+            **GET,
+            404: "no such file",
+            409: "the file belongs to the server's own corpus (remove it there)",
+        },
+    ),
     operation_id="deleteFile",
     tags=["files"],
 )
@@ -104,7 +160,17 @@ async def delete_file(file_id: str, request: Request, files: FileService) -> Fil
     "/v1/files/{file_id:str}/content",
     summary="The file itself (citation links to a PDF add #page=N; with API keys, a signed "
     "?token= works without a key)",
-    opt={**needs("files:read"), "link": True},
+    opt=route(
+        {**needs("files:read"), "link": True},
+        {
+            401: "no API key and no signed token (when keys are configured)",
+            403: "the signed token expired, was altered, or is for another file",
+            404: "no such file, or it changed since it was indexed",
+            421: POST[421],
+            **ALWAYS,
+        },
+        patch=_content_spec,
+    ),
     operation_id="downloadFile",
     tags=["files"],
     media_type="application/pdf",

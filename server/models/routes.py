@@ -10,6 +10,7 @@ from ragserve.errors import ModelNotFound
 
 from ..access.keys import LOCAL, Principal
 from ..access.policy import needs, principal_of
+from ..operations import GET, route
 from ..state import NO_RAG_SUFFIX, AppState
 from .protocol import Model, ModelList
 
@@ -48,7 +49,7 @@ def list_models(state: AppState, principal: Principal = LOCAL) -> ModelList:
 @get(
     "/v1/models",
     summary="List models",
-    opt=needs("chat"),
+    opt=route(needs("chat"), GET),
     operation_id="listModels",
     tags=["models"],
 )
@@ -59,7 +60,7 @@ async def get_models(request: Request, app_state: AppState) -> ModelList:
 @get(
     "/v1/models/{model_id:path}",
     summary="Retrieve a model",
-    opt=needs("chat"),
+    opt=route(needs("chat"), {**GET, 404: "no such model"}),
     operation_id="retrieveModel",
     tags=["models"],
 )

@@ -11,18 +11,37 @@ from litestar.response import Stream
 from ..access.policy import needs, principal_of
 from ..body import decode_body
 from ..generation import StreamBody, unless_disconnected
+from ..operations import GET, POST, QUEUE_429, route
 from ..sse import sse_response
 from .protocol import InputItemList, ResponseDeleted, ResponseObject, ResponseRequest
 from .service import ResponseService
 
 TAGS = ["responses"]
 ONE = "/v1/responses/{response_id:str}"
+STORED_404 = "no such stored response (never stored, deleted, or past the retention)"
+STREAM_TEXT = (
+    "With `stream: true`: server-sent events, each `event: <type>` and `data: <one "
+    "ResponseStreamEvent as one line of JSON>`, numbered by `sequence_number`; the last is "
+    "`response.completed`, `response.incomplete` or `response.failed` (no `[DONE]`)."
+)
 
 
 @post(
     "/v1/responses",
     status_code=200,
-    opt=needs("chat"),
+    opt=route(
+        needs("chat"),
+        {
+            **POST,
+            404: "previous_response_id names no stored response; or the model id, or a vector "
+            "store of file_search, does not exist",
+            429: QUEUE_429,
+        },
+        body="ResponseRequest",
+        answer="ResponseObject",
+        stream="ResponseStreamEvent",
+        stream_text=STREAM_TEXT,
+    ),
     operation_id="createResponse",
     tags=TAGS,
     summary="Create a response (file_search runs on this server's vector stores)",
@@ -40,7 +59,7 @@ async def create_response(request: Request, responses: ResponseService) -> Respo
 
 @get(
     ONE,
-    opt=needs("chat"),
+    opt=route(needs("chat"), {**GET, 404: STORED_404}),
     operation_id="getResponse",
     tags=TAGS,
     summary="Retrieve a stored response",
@@ -54,7 +73,7 @@ async def get_response(
 @delete(
     ONE,
     status_code=200,
-    opt=needs("chat", audit=True),
+    opt=route(needs("chat", audit=True), {**GET, 404: STORED_404}),
     operation_id="deleteResponse",
     tags=TAGS,
     summary="Delete a stored response",
@@ -68,7 +87,14 @@ async def delete_response(
 
 @get(
     ONE + "/input_items",
-    opt=needs("chat"),
+    opt=route(
+        needs("chat"),
+        {
+            **GET,
+            400: "a query parameter out of range (`limit` 1..100, `order` asc or desc)",
+            404: STORED_404,
+        },
+    ),
     operation_id="listInputItems",
     tags=TAGS,
     summary="List a stored response's input items",

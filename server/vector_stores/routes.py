@@ -9,6 +9,7 @@ from litestar import Request, delete, get, post
 
 from ..access.policy import needs, principal_of
 from ..body import decode_body
+from ..operations import GET, PAGE_400, POST, route
 from ..pages import Cursor, Limit, Order, Page
 from .api import StoreApi
 from .protocol import (
@@ -31,12 +32,15 @@ from .protocol import (
 TAGS = ["vector_stores"]
 STORE = "/v1/vector_stores/{vector_store_id:str}"
 FILE = STORE + "/files/{file_id:str}"
+IN_STORE = {**GET, 404: "no such vector store (or file or batch in it); files named in a body: 400"}
+IN_STORE_BODY = {**POST, 404: IN_STORE[404]}
+DEFAULT_409 = "the default store is the server's own index: it cannot be deleted"
 
 
 @post(
     "/v1/vector_stores",
     status_code=200,
-    opt=needs("stores:write", audit=True),
+    opt=route(needs("stores:write", audit=True), POST, body="CreateVectorStore"),
     operation_id="createVectorStore",
     tags=TAGS,
     summary="Create a vector store (an index of its own), optionally with files",
@@ -48,7 +52,7 @@ async def create_store(request: Request, stores: StoreApi) -> VectorStore:
 
 @get(
     "/v1/vector_stores",
-    opt=needs("stores:read"),
+    opt=route(needs("stores:read"), {**GET, 400: PAGE_400}),
     operation_id="listVectorStores",
     tags=TAGS,
     summary="List vector stores",
@@ -67,7 +71,7 @@ async def list_stores(
 
 @get(
     STORE,
-    opt=needs("stores:read", store="read"),
+    opt=route(needs("stores:read", store="read"), IN_STORE),
     operation_id="getVectorStore",
     tags=TAGS,
     summary="Describe a vector store",
@@ -79,7 +83,9 @@ async def get_store(vector_store_id: str, stores: StoreApi) -> VectorStore:
 @post(
     STORE,
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(
+        needs("stores:write", store="write", audit=True), IN_STORE_BODY, body="UpdateVectorStore"
+    ),
     operation_id="modifyVectorStore",
     tags=TAGS,
     summary="Rename a vector store or change its metadata",
@@ -92,7 +98,7 @@ async def update_store(vector_store_id: str, request: Request, stores: StoreApi)
 @delete(
     STORE,
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(needs("stores:write", store="write", audit=True), {**IN_STORE, 409: DEFAULT_409}),
     operation_id="deleteVectorStore",
     tags=TAGS,
     summary="Delete a vector store and its index",
@@ -104,7 +110,9 @@ async def delete_store(vector_store_id: str, stores: StoreApi) -> VectorStoreDel
 @post(
     STORE + "/files",
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(
+        needs("stores:write", store="write", audit=True), IN_STORE_BODY, body="CreateStoreFile"
+    ),
     operation_id="createVectorStoreFile",
     tags=TAGS,
     summary="Attach an uploaded file; it is ingested in the background",
@@ -116,7 +124,7 @@ async def attach_file(vector_store_id: str, request: Request, stores: StoreApi) 
 
 @get(
     STORE + "/files",
-    opt=needs("stores:read", store="read"),
+    opt=route(needs("stores:read", store="read"), {**IN_STORE, 400: PAGE_400}),
     operation_id="listVectorStoreFiles",
     tags=TAGS,
     summary="List a vector store's files and their ingest status",
@@ -136,7 +144,7 @@ async def list_files(
 
 @get(
     FILE,
-    opt=needs("stores:read", store="read"),
+    opt=route(needs("stores:read", store="read"), IN_STORE),
     operation_id="getVectorStoreFile",
     tags=TAGS,
     summary="A file's ingest status",
@@ -148,7 +156,9 @@ async def get_file(vector_store_id: str, file_id: str, stores: StoreApi) -> Vect
 @post(
     FILE,
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(
+        needs("stores:write", store="write", audit=True), IN_STORE_BODY, body="UpdateStoreFile"
+    ),
     operation_id="updateVectorStoreFileAttributes",
     tags=TAGS,
     summary="Change a file's attributes",
@@ -163,7 +173,7 @@ async def update_file(
 @delete(
     FILE,
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(needs("stores:write", store="write", audit=True), IN_STORE),
     operation_id="deleteVectorStoreFile",
     tags=TAGS,
     summary="Remove a file from the store (its chunks go, the store republishes)",
@@ -177,7 +187,7 @@ async def detach_file(
 @post(
     STORE + "/file_batches",
     status_code=200,
-    opt=needs("stores:write", store="write", audit=True),
+    opt=route(needs("stores:write", store="write", audit=True), IN_STORE_BODY, body="CreateBatch"),
     operation_id="createVectorStoreFileBatch",
     tags=TAGS,
     summary="Attach several files at once",
@@ -191,7 +201,7 @@ async def create_batch(vector_store_id: str, request: Request, stores: StoreApi)
 
 @get(
     STORE + "/file_batches/{batch_id:str}",
-    opt=needs("stores:read", store="read"),
+    opt=route(needs("stores:read", store="read"), IN_STORE),
     operation_id="getVectorStoreFileBatch",
     tags=TAGS,
     summary="A batch's progress",
@@ -203,7 +213,7 @@ async def get_batch(vector_store_id: str, batch_id: str, stores: StoreApi) -> Fi
 @post(
     STORE + "/search",
     status_code=200,
-    opt=needs("stores:read", store="read"),
+    opt=route(needs("stores:read", store="read"), IN_STORE_BODY, body="SearchRequest"),
     operation_id="searchVectorStore",
     tags=TAGS,
     summary="Hybrid search of a store, with attribute filters",
