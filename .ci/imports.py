@@ -6,6 +6,11 @@ Layers: `errors` and `options` import nothing of ours; `engine` and `retrieval` 
 `ingest` may use `retrieval`; `server` may use `engine`, `retrieval` and `ingest` (the
 vector stores ingest in the server); only `ragserve.cli` (and `ragserve.docs`) see
 everything. Imports inside functions count too.
+
+Outside the package (tests/, bench/, .ci/, samples/): the layers are imported only as
+`ragserve.<layer>`, never by their folder's name (`import server...` would load a second
+copy of every module it reaches), and tests never import a bench script by name (bench/ is
+not on their path; helpers.bench_script loads the one a test checks from its file).
 """
 
 from __future__ import annotations
@@ -93,10 +98,39 @@ def main() -> int:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+    problems += outside()
     for line in problems:
         print(line)
     print(f"imports: {len(graph)} modules, {len(problems)} problems")
     return 1 if problems else 0
+
+
+LAYERS = ("engine", "retrieval", "ingest", "server")
+OUTSIDE = ("tests", "bench", ".ci", "samples")
+
+
+def outside() -> list[str]:
+    """Imports of a layer by its folder's name, and of bench scripts from tests."""
+    scripts = {p.stem for p in (ROOT / "bench").rglob("*.py")}
+    problems = []
+    for folder in OUTSIDE:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                    if top in LAYERS:
+                        problems.append(f"{where} imports {name}: use ragserve.{name}")
+                    elif folder == "tests" and top in scripts:
+                        problems.append(f"{where} imports the bench script {name} by name")
+    return problems
 
 
 if __name__ == "__main__":

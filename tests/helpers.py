@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from ragserve.ingest.extract import ExtractResult, extract_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_script(relative: str) -> ModuleType:
+    """A tool under bench/ (make_gguf.py, gpu/embedder_pack.py), loaded from its file for
+    the test of it. bench/ is never put on sys.path: the dependency runs one way, bench
+    scripts using the tests' generators (bench/_common.py), so no module is importable
+    under two names."""
+    path = ROOT / "bench" / relative
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def hang_or_crash(path: str) -> ExtractResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, bench_script
 
 GPU = ROOT / "bench" / "gpu"
 DATA = Path(__file__).parent / "bench_gpu_data"
@@ -72,8 +72,7 @@ def test_summary_prefers_the_start_up_medians_and_lists_variants(tmp_path):
 
 
 def test_the_embedder_survives_its_trip_in_int8(tmp_path):
-    sys.path.insert(0, str(GPU))
-    import embedder_pack
+    embedder_pack = bench_script("gpu/embedder_pack.py")
 
     from ragserve.retrieval.embedder import SentenceTransformerEmbedder, resolve_model
 

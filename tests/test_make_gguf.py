@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
-from helpers import generate_text
+from helpers import bench_script, generate_text
 
 from ragserve.engine import LlamaEngine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import make_gguf
+make_gguf = bench_script("make_gguf.py")
 
 
 def test_tiny_qwen2_shape_quantizes_loads_and_streams_text(tmp_path):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import bench_script
 from test_light_st import TEXTS
 
 from ragserve.retrieval import light_st, numpy_bert
 from ragserve.retrieval.embedder import SentenceTransformerEmbedder, resolve_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import make_encoder
+make_encoder = bench_script("make_encoder.py")
 
 
 @pytest.fixture(scope="module")
