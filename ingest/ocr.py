@@ -200,19 +200,18 @@ class PageReader:
             found = page.find(text, at)
             if found < 0:
                 continue
+            end = found + len(text)
             others = _second_opinions(languages, word.WordRecognitionLanguage(), confidence, text)
+            better = None
             if others and time.monotonic() < deadline:
                 box = word.BoundingBox(RIL.WORD)
                 better = cls._reread(image, box, others, settings.tessdata, confidence)
-                if better is not None:
-                    out.append(page[at:found])
-                    text, confidence = better
-                    out.append(text)
-                    at = found + len(word.GetUTF8Text(RIL.WORD))
-                    confidences.append(confidence)
-                    continue
-            out.append(page[at : found + len(text)])
-            at = found + len(text)
+            if better is None:
+                out.append(page[at:end])
+            else:
+                out += [page[at:found], better[0]]
+                confidence = better[1]
+            at = end
             confidences.append(confidence)
         out.append(page[at:])
         mean = sum(confidences) / len(confidences) if confidences else 0.0

@@ -48,7 +48,7 @@ class RouteTable:
 
     def __init__(self, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
         self.routes = [
-            (_template(path), re.compile(_pattern(path)), frozenset(methods))
+            (template(path), re.compile(_pattern(path)), frozenset(methods))
             for path, methods in routes
         ]
 
@@ -74,7 +74,8 @@ class RouteTable:
         return "/v1" + path if self.find("/v1" + path) is not None else path
 
 
-def _template(path: str) -> str:
+def template(path: str) -> str:
+    """A route's path as OpenAPI and the metrics name it (`{file_id:str}` -> `{file_id}`)."""
     return re.sub(r"\{([^}:/]+)(:[^}]*)?\}", r"{\1}", path)
 
 

@@ -8,7 +8,6 @@ writes and checks the committed copy, so both are the same bytes' worth of truth
 from __future__ import annotations
 
 import copy
-import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from litestar.openapi.plugins import (
 )
 
 from .access.policy import Need
+from .middleware import template
 from .operations import Operation, operation_of
 
 _CHUNKS = (
@@ -134,7 +134,7 @@ def operations(app: Litestar) -> Iterator[tuple[str, str, Need | None, Operation
             operation = operation_of(handler.opt)
             if operation is None:
                 raise RuntimeError(f"{r.path}: the route declares no Operation (operations.route)")
-            path = re.sub(r"\{([^}:/]+)(:[^}]*)?\}", r"{\1}", r.path)
+            path = template(r.path)
             for method in handler.http_methods:
                 if method not in ("HEAD", "OPTIONS"):
                     yield method.lower(), path, handler.opt.get("access"), operation

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -540,12 +540,14 @@ class Render:
             out.append(self._event(ArgumentsDelta, item_id=call.id, output_index=at, delta=args))
         return out
 
-    def _close_call(self) -> list[Event]:
+    def _close_call(self, status: Literal["completed", "incomplete"] = "completed") -> list[Event]:
+        """Close the call being written; `incomplete`: the token limit cut it (its
+        arguments may not be whole JSON)."""
         if self.open_call is None:
             return []
         at, call = self.calls[self.open_call]
         self.open_call = None
-        done = msgspec.structs.replace(call, status="completed")
+        done = msgspec.structs.replace(call, status=status)
         self.response.output[at] = done
         return [
             self._event(
@@ -567,7 +569,7 @@ class Render:
         ):
             out += self._open_message()  # an empty answer is still a message
         out += self._close_message("incomplete" if incomplete else "completed")
-        out += self._close_call()
+        out += self._close_call("incomplete" if incomplete else "completed")
         status = "incomplete" if incomplete else "completed"
         if done.finish_reason == "cancelled":
             status = "cancelled"

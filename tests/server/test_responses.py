@@ -182,15 +182,19 @@ def test_store_false_is_not_kept_and_full_history_reuses_the_prefix(sdk):
     assert second.usage.input_tokens_details.cached_tokens > first.usage.input_tokens // 2
 
 
-def test_a_function_tool_round_trip(sdk):
-    first = sdk.responses.create(
+def forced_weather_call(sdk, max_output_tokens: int):
+    return sdk.responses.create(
         model="smollm2-norag",
         input="What is the weather in Seoul?",
         tools=[WEATHER],
         tool_choice="required",
         temperature=0,
-        max_output_tokens=100,
+        max_output_tokens=max_output_tokens,
     )
+
+
+def test_a_function_tool_round_trip(sdk):
+    first = forced_weather_call(sdk, 100)
     calls = [o for o in first.output if isinstance(o, ResponseFunctionToolCall)]
     assert len(calls) >= 1 and calls[0].name == "get_weather"
     assert set(json.loads(calls[0].arguments)) == {"city"}
@@ -210,6 +214,16 @@ def test_a_function_tool_round_trip(sdk):
     )
     assert second.status in ("completed", "incomplete")
     assert isinstance(second.output[-1], ResponseOutputMessage | ResponseFunctionToolCall)
+
+
+def test_a_call_cut_by_the_token_limit_is_incomplete(sdk):
+    """The limit reached inside a call's arguments: the response is incomplete and so is
+    that call (its arguments are not whole JSON), never `completed`."""
+    r = forced_weather_call(sdk, 24)  # the call is named by then; its arguments not done
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    calls = [o for o in r.output if isinstance(o, ResponseFunctionToolCall)]
+    assert calls and calls[-1].status == "incomplete", r.output
+    assert all(c.status == "completed" for c in calls[:-1])
 
 
 def test_a_streamed_function_call_has_argument_events(sdk):
