@@ -27,6 +27,9 @@ INSTRUCTIONS = (
     "with its number in square brackets, like [1] or [2]. If the sources do not contain "
     "the answer, say that the documents do not say, and do not make one up."
 )
+# a passage an earlier question of the conversation was given: the model finds it above
+REPEATED = 'the same passage as source [{n}] given above with the question "{q}"'
+QUOTED_CHARS = 60  # of that question
 FOLLOW_UP_WORDS = 8  # a last turn this short is probably a follow-up ("and the cost?")
 MAX_QUERY_CHARS = 2000
 _BACKGROUND = (
@@ -53,7 +56,8 @@ class TurnMemory:
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._items: OrderedDict[str, tuple[str, list[Source]]] = OrderedDict()
+        # key -> (the augmented turn, its sources, each source's passage fingerprint)
+        self._items: OrderedDict[str, tuple[str, list[Source], list[str]]] = OrderedDict()
         self._lock = threading.Lock()
         self.namespace = ""
 
@@ -72,19 +76,26 @@ class TurnMemory:
         return hashlib.sha256(body).hexdigest()
 
     def remember(
-        self, messages: Sequence[dict[str, Any]], augmented: str, sources: list[Source]
+        self,
+        messages: Sequence[dict[str, Any]],
+        augmented: str,
+        sources: list[Source],
+        prints: list[str],
     ) -> None:
         key = self.key(messages)
         with self._lock:
-            self._items[key] = (augmented, sources)
+            self._items[key] = (augmented, sources, prints)
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
-    def restore(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Source]]:
-        """The history with earlier user turns replaced by their augmented form, and the
-        sources of the last user turn restored (what an answer after tool calls cites)."""
-        out, sources = [], []
+    def restore(self, messages: list[dict[str, Any]]) -> Restored:
+        """The history with earlier user turns replaced by their augmented form, the
+        sources of the last user turn restored (what an answer after tool calls cites),
+        and the passages the restored turns carry."""
+        out: list[dict[str, Any]] = []
+        sources: list[Source] = []
+        carried: dict[str, Given] = {}
         for i, m in enumerate(messages):
             item = None
             if m["role"] == "user" and i < len(messages) - 1:
@@ -93,11 +104,27 @@ class TurnMemory:
             if item is not None:
                 out.append({**m, "content": item[0]})
                 sources = item[1]
+                for print_, source in zip(item[2], item[1], strict=True):
+                    # the first turn that gave a passage holds its text (later ones refer)
+                    carried.setdefault(print_, Given(source.index, asked_question(m["content"])))
             else:
                 out.append(m)
                 if m["role"] == "user":
                     sources = []
-        return out, sources
+        return Restored(out, sources, carried)
+
+
+class Given(msgspec.Struct, frozen=True):
+    """Where an earlier turn gave the model a passage: its number, with that question."""
+
+    index: int
+    question: str
+
+
+class Restored(msgspec.Struct):
+    messages: list[dict[str, Any]]
+    sources: list[Source]  # the last restored turn's
+    carried: dict[str, Given]  # passage fingerprint -> where an earlier turn gave its text
 
 
 class Packed(msgspec.Struct):
@@ -121,23 +148,40 @@ def is_background_call(messages: list[dict[str, Any]]) -> bool:
     return any(p.search(text[:2000]) for p in _BACKGROUND)
 
 
+def asked_question(text: Any) -> str:
+    """A user turn's question: inside a client's own RAG template, the question it asks."""
+    if not isinstance(text, str):
+        return ""
+    asked = _USER_QUERY.search(text)
+    return asked[1].strip() if asked else text
+
+
 def search_query(messages: list[dict[str, Any]]) -> str:
     """The last user turn, with the previous one when the last reads like a follow-up."""
     users = [m["content"] for m in messages if m["role"] == "user" and m["content"].strip()]
     if not users:
         return ""
-    query = users[-1]
-    asked = _USER_QUERY.search(query)  # a client's own RAG template: search its question
-    if asked:
-        query = asked[1].strip()
+    query = asked_question(users[-1])  # a client's own RAG template: search its question
     if len(query.split()) < FOLLOW_UP_WORDS and len(users) > 1:
         query = users[-2] + "\n" + query
     return query[-MAX_QUERY_CHARS:]
 
 
-def source_block(n: int, hit: Hit) -> str:
+def source_block(n: int, hit: Hit, earlier: Given | None = None) -> str:
+    """A passage for the model; one an earlier turn of the conversation already gave it
+    (`earlier`) is referred to, not repeated: its text is in the prompt already."""
     where = place_label(hit.page, hit.page_end, hit.location, short=False)
+    if earlier is not None:
+        q = " ".join(earlier.question.split())
+        q = q if len(q) <= QUOTED_CHARS else q[: QUOTED_CHARS - 1] + "…"
+        return f"[{n}] ({hit.document}, {where}): {REPEATED.format(n=earlier.index, q=q)}\n"
     return f"[{n}] ({hit.document}, {where})\n{hit.text.strip()}\n"
+
+
+def fingerprint(hit: Hit) -> str:
+    """What makes two passages the same for the model: the document and the text."""
+    body = f"{hit.document}\x00{hit.text.strip()}".encode()
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
 
 
 def augmented_turn(question: str, blocks: Sequence[str]) -> str:
@@ -216,20 +260,27 @@ def pack(
     default_max_tokens: int,
     memory: TurnMemory | None = None,
     tools: list[dict[str, Any]] | None = None,
+    *,
+    refer: bool = True,
 ) -> Packed:
-    """Fit as many hits as the context allows into the last user turn, best first.
+    """Fit as many hits as the context allows into the last user turn, best first; a
+    passage an earlier turn restored from `memory` already holds is referred to, not
+    repeated (`refer`, on unless a benchmark measures the difference).
 
     Without hits (a turn that carries tool results), earlier augmented turns come back
     from `memory`, and so do the sources the answer is built on."""
     plain = messages
     base: list[int] | None = None
     remembered: list[Source] = []
+    carried: dict[str, Given] = {}  # passages the prompt already holds, from earlier turns
     if memory is not None:
-        restored, sources = memory.restore(messages)
-        if restored != messages:
-            tokens = engine.chat_tokens(restored, tools)
+        restored = memory.restore(messages)
+        if restored.messages != messages:
+            tokens = engine.chat_tokens(restored.messages, tools)
             if len(tokens) + (requested_max_tokens or 1) <= engine.n_ctx:
-                messages, base, remembered = restored, tokens, sources  # keep the cached prefix
+                messages, base = restored.messages, tokens  # keep the cached prefix
+                remembered = restored.sources
+                carried = restored.carried if refer else {}
     if base is None:
         base = engine.chat_tokens(messages, tools)
     try:
@@ -250,7 +301,9 @@ def pack(
     # passages are third-party text: no chat markup from them
     hits = [msgspec.structs.replace(h, text=engine.neutralize(h.text)) for h in hits]
     used = list(hits)
-    blocks = [source_block(n, hit) for n, hit in enumerate(used, 1)]
+    prints = [fingerprint(h) for h in hits]
+    earlier = {id(h): carried.get(p) for h, p in zip(hits, prints, strict=True)}
+    blocks = [source_block(n, hit, earlier[id(hit)]) for n, hit in enumerate(used, 1)]
     augmented, tokens = with_sources(blocks)
     if len(tokens) + max_tokens > engine.n_ctx:
         # Too long: price each block, keep the best ones that fit, then check the result.
@@ -258,7 +311,7 @@ def pack(
         budget = engine.n_ctx - max_tokens - len(frame) - 8  # 8: merges at block edges
         blocks, used = [], []
         for hit in hits:
-            block = source_block(len(blocks) + 1, hit)
+            block = source_block(len(blocks) + 1, hit, earlier[id(hit)])
             cost = len(engine.tokenize(block)) + 1
             if cost > budget:
                 continue  # a shorter hit further down may still fit
@@ -288,7 +341,12 @@ def pack(
         for i, h in enumerate(used, 1)
     ]
     if memory is not None and blocks:
-        memory.remember(plain[: at + 1], augmented[at]["content"], sources)
+        memory.remember(
+            plain[: at + 1],
+            augmented[at]["content"],
+            sources,
+            [fingerprint(h) for h in used],
+        )
     return Packed(tokens, max_tokens, sources, len(hits), used, augmented)
 
 

@@ -140,6 +140,39 @@ def test_turn_memory_restores_earlier_augmented_turns():
     assert second.prompt_tokens[: len(first.prompt_tokens) - 1] == first.prompt_tokens[:-1]
 
 
+def test_a_passage_an_earlier_turn_gave_is_referred_to_not_repeated():
+    """Follow-ups re-hit passages: one the conversation already carries (its text is in
+    the restored earlier turn, in the KV cache) is named, not read again; new ones come
+    whole. `sources` lists both, so citations work as before; a third turn refers to the
+    turn that holds the text."""
+    engine, memory = FakeEngine(n_ctx=4000), rag.TurnMemory()
+    turn1 = [user("Falcon budget?")]
+    first = rag.pack(engine, turn1, [hit(1, 80), hit(2, 80)], None, 20, memory)
+    turn2 = [*turn1, {"role": "assistant", "content": "4.2 [1]"}, user("who manages it?")]
+    # the baseline: the same turn with every passage given again
+    again = rag.pack(engine, turn2, [hit(3, 80), hit(1, 80)], None, 20, memory, refer=False)
+    second = rag.pack(engine, turn2, [hit(3, 80), hit(1, 80)], None, 20, memory)
+    asked = second.messages[-1]["content"]
+    assert asked.count("w1_0") == 0 and asked.count("w3_0") == 1  # hit 1 is above already
+    assert (
+        "[2] (a.pdf, page 1): the same passage as source [1] given above with the question "
+        '"Falcon budget?"' in asked
+    )
+    assert second.messages[:-1] == again.messages[:-1]  # the same restored, cached prefix
+    assert second.messages[0]["content"] == first.messages[-1]["content"]  # turn 1, as given
+    assert [s.chunk_id for s in second.sources] == [3, 1] and second.sources[1].index == 2
+    saved = len(again.prompt_tokens) - len(second.prompt_tokens)
+    assert saved >= 60, saved  # hit 1's 80 words, less the reference
+    turn3 = [*turn2, {"role": "assistant", "content": "Kim [1]"}, user("and hit one?")]
+    third = rag.pack(engine, turn3, [hit(1, 80)], None, 20, memory)
+    assert (
+        'source [1] given above with the question "Falcon budget?"' in third.messages[-1]["content"]
+    )
+    # without the earlier turn restored (another caller), every passage comes whole
+    other = rag.pack(engine, turn2, [hit(3, 80), hit(1, 80)], None, 20, memory.scoped("bob"))
+    assert other.messages[-1]["content"].count("w1_0") == 1
+
+
 def test_turn_memory_is_per_caller_and_per_store():
     engine, memory = FakeEngine(n_ctx=1000), rag.TurnMemory()
     turn1 = [user("Falcon budget?")]
