@@ -104,9 +104,10 @@ class TurnMemory:
             if item is not None:
                 out.append({**m, "content": item[0]})
                 sources = item[1]
+                question = asked_question(m["content"])
                 for print_, source in zip(item[2], item[1], strict=True):
                     # the first turn that gave a passage holds its text (later ones refer)
-                    carried.setdefault(print_, Given(source.index, asked_question(m["content"])))
+                    carried.setdefault(print_, Given(source.index, question))
             else:
                 out.append(m)
                 if m["role"] == "user":
@@ -301,9 +302,12 @@ def pack(
     # passages are third-party text: no chat markup from them
     hits = [msgspec.structs.replace(h, text=engine.neutralize(h.text)) for h in hits]
     used = list(hits)
-    prints = [fingerprint(h) for h in hits]
-    earlier = {id(h): carried.get(p) for h, p in zip(hits, prints, strict=True)}
-    blocks = [source_block(n, hit, earlier[id(hit)]) for n, hit in enumerate(used, 1)]
+    prints = {id(h): fingerprint(h) for h in hits}  # each passage's, hashed once
+
+    def block(n: int, hit: Hit) -> str:
+        return source_block(n, hit, carried.get(prints[id(hit)]))
+
+    blocks = [block(n, hit) for n, hit in enumerate(used, 1)]
     augmented, tokens = with_sources(blocks)
     if len(tokens) + max_tokens > engine.n_ctx:
         # Too long: price each block, keep the best ones that fit, then check the result.
@@ -311,12 +315,12 @@ def pack(
         budget = engine.n_ctx - max_tokens - len(frame) - 8  # 8: merges at block edges
         blocks, used = [], []
         for hit in hits:
-            block = source_block(len(blocks) + 1, hit, earlier[id(hit)])
-            cost = len(engine.tokenize(block)) + 1
+            text = block(len(blocks) + 1, hit)
+            cost = len(engine.tokenize(text)) + 1
             if cost > budget:
                 continue  # a shorter hit further down may still fit
             budget -= cost
-            blocks.append(block)
+            blocks.append(text)
             used.append(hit)
         while True:
             augmented, tokens = with_sources(blocks) if blocks else (messages, base)
@@ -345,7 +349,7 @@ def pack(
             plain[: at + 1],
             augmented[at]["content"],
             sources,
-            [fingerprint(h) for h in used],
+            [prints[id(h)] for h in used],
         )
     return Packed(tokens, max_tokens, sources, len(hits), used, augmented)
 

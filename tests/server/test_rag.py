@@ -274,3 +274,25 @@ def test_chat_markup_in_a_passage_stays_text(engine):
     plain = engine.chat_tokens(messages)
     assert packed.prompt_tokens.count(im_start[0]) == plain.count(im_start[0])
     assert packed.sources[0].document == "evil.pdf"
+
+
+def test_a_follow_up_refers_to_the_real_passages_it_re_hits(engine, retriever):
+    """The real pipeline: hybrid retrieval over the ingested PDFs (all-MiniLM-L6-v2,
+    hnswlib, FTS5) and SmolLM2's tokenizer and template. The follow-up's search (with the
+    question before) finds the Falcon passage again: it is referred to, and the turn reads
+    fewer tokens than with the passage given again."""
+    memory = rag.TurnMemory().scoped("alice")
+    turn1 = [user("What is the budget of Project Falcon?")]
+    first = rag.pack(engine, turn1, retriever.search(rag.search_query(turn1)), 16, 16, memory)
+    assert first.sources[0].document == "falcon.pdf"
+    turn2 = [*turn1, {"role": "assistant", "content": "4.2 million [1]"}, user("Who manages it?")]
+    hits = retriever.search(rag.search_query(turn2))
+    again = rag.pack(engine, turn2, hits, 16, 16, memory, refer=False)
+    second = rag.pack(engine, turn2, hits, 16, 16, memory)
+    asked = second.messages[-1]["content"]
+    falcon = next(s for s in second.sources if s.document == "falcon.pdf")
+    assert "Alice Smith" not in asked and "Alice Smith" in second.messages[0]["content"]
+    line = next(x for x in asked.splitlines() if x.startswith(f"[{falcon.index}] (falcon.pdf, "))
+    assert "): the same passage as source [" in line, line
+    assert len(second.prompt_tokens) < len(again.prompt_tokens)
+    assert [s.chunk_id for s in second.sources] == [s.chunk_id for s in again.sources]
