@@ -510,6 +510,13 @@ class UpstreamEngine:
             return None
         return f"the upstream {self.upstream} is not available: {self._down}"
 
+    def _doubt(self) -> None:
+        """A stream broke off: the upstream may be gone or may have cut one request. Look
+        now, without trusting the data that came just before (`check` counts a stream
+        that delivered a moment ago as up), instead of at the next regular look."""
+        self._last_data = 0.0
+        self._wake.set()
+
     def _lost(self, exc: BaseException) -> UpstreamUnavailable:
         """A request could not reach the upstream: not ready until the watcher sees it."""
         self._down = _reason(exc)
@@ -756,6 +763,7 @@ class _Call:
             error = eng._lost(exc)
         except httpx.HTTPError as exc:  # a cut connection, a broken chunked body
             error = UpstreamFailed(f"the upstream's stream broke off: {_reason(exc)}")
+            eng._doubt()
         except RagserveError as exc:
             error = exc
         except Exception as exc:  # a malformed stream must end the request, not hang it
